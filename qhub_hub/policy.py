@@ -1,0 +1,219 @@
+"""The policy core: who a user is on the platform, as pure functions of the config.
+
+`plan_for(config, username, groups_from_identity_provider)` -> `UserPlan`. No I/O, no JupyterHub:
+the Kubernetes spawner, the local spawner, the authenticator and the Dask Gateway options only
+translate a plan. The config is indexed once (`config.index`) so a plan costs microseconds.
+
+Ids of users who are not in `security.users` (they come from the identity provider): the uid is
+the first free id at or after ``uid_start + sha256(username) mod uid_count`` (wrapping inside the
+range), where free means neither a config uid nor in `taken_uids` for another user. The hub passes
+the uids it has already handed out as `taken_uids`, so the rule is deterministic for a given
+history and never gives one uid to two users. Their primary group is
+`security.dynamic_ids.primary_group`, or a private group named after the user with gid = uid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .config import DaskWorkerProfile, IdentityProviderGroup, JupyterLabProfile, QHubConfig
+from .naming import unix_name
+
+
+class PlanError(RuntimeError):
+    """No plan can be made (e.g. the dynamic uid range is full); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Membership:
+    name: str
+    gid: int
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A folder in the user's server. `subpath` is relative to the storage root (one RWX volume)."""
+
+    path: str
+    subpath: str
+    owner_uid: int
+    owner_gid: int
+    mode: int
+    readonly: bool = False
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class UserPlan:
+    username: str  # as the hub knows it
+    unix_name: str  # account, home folder and conda-store namespace name
+    uid: int
+    gid: int
+    primary_group: str
+    memberships: tuple[Membership, ...]  # every config group, primary included, sorted by name
+    supplemental_gids: tuple[int, ...]  # read-write groups other than the primary, sorted
+    readonly_gids: tuple[int, ...]  # groups the user may only read, sorted
+    home: Mount
+    mounts: tuple[Mount, ...]  # /shared, then /shared/<group> for each membership
+    jupyterlab_profiles: tuple[JupyterLabProfile, ...] = field(repr=False)  # config order
+    dask_worker_profiles: tuple[str, ...]  # names, config order
+    environment_namespaces: tuple[str, ...]  # own, groups', global
+    admin: bool
+    may_log_in: bool
+    in_config: bool  # listed in security.users (False: identity-provider user with dynamic ids)
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.memberships)
+
+    @property
+    def profile_slugs(self) -> tuple[str, ...]:
+        return tuple(p.profile_slug for p in self.jupyterlab_profiles)
+
+    @property
+    def group_mounts(self) -> tuple[Mount, ...]:
+        return tuple(m for m in self.mounts if m.group)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, for `qhub-hub explain` and for auth_state."""
+        data = asdict(self)
+        data["jupyterlab_profiles"] = list(self.profile_slugs)
+        for mount in [data["home"], *data["mounts"]]:
+            mount["mode"] = f"{mount['mode']:04o}"
+        return data
+
+
+class ConfigIndex:
+    """Lookups built once per config, so that planning a user is a few dict and set operations."""
+
+    def __init__(self, config: QHubConfig):
+        sec = config.security
+        self.gids = {name: g.gid for name, g in sec.groups.items()}
+        self.config_uids = {u.uid for u in sec.users.values()}
+        self.admin_groups = frozenset(sec.admin_group_names)
+        self.idp_groups: dict[str, IdentityProviderGroup] = {
+            name: target if isinstance(target, IdentityProviderGroup) else IdentityProviderGroup(group=target)
+            for name, target in sec.identity_provider_groups.items()
+        }
+        self.profiles_by_slug = {p.profile_slug: p for p in config.profiles.jupyterlab}
+        self.jupyterlab = [_Gate.of(p) for p in config.profiles.jupyterlab]
+        self.dask_worker = [_Gate.of(w, name) for name, w in config.profiles.dask_worker.items()]
+
+
+@dataclass(frozen=True)
+class _Gate:
+    item: Any
+    name: str
+    users: frozenset[str] | None
+    groups: frozenset[str] | None
+
+    @classmethod
+    def of(cls, item: JupyterLabProfile | DaskWorkerProfile, name: str = "") -> _Gate:
+        users = None if item.users is None else frozenset(item.users)
+        groups = None if item.groups is None else frozenset(item.groups)
+        if users is not None and groups is None:
+            groups = frozenset()
+        if groups is not None and users is None:
+            users = frozenset()
+        return cls(item, name, users, groups)
+
+    def admits(self, username: str, groups: frozenset[str]) -> bool:
+        if self.users is None:
+            return True
+        return username in self.users or not self.groups.isdisjoint(groups)
+
+
+def plan_for(
+    config: QHubConfig,
+    username: str,
+    groups_from_identity_provider: Iterable[str] = (),
+    *,
+    taken_uids: Mapping[int, str] | None = None,
+) -> UserPlan:
+    """The plan for `username` given the groups their identity provider reports.
+
+    `taken_uids` maps uids already handed to identity-provider users to their usernames; it only
+    matters for users not listed in `security.users`.
+    """
+    index: ConfigIndex = config.index
+    sec = config.security
+    safe = unix_name(username)
+    user = sec.users.get(username)
+
+    rw: set[str] = set()
+    ro: set[str] = set()
+    idp_mapped = False
+    for idp_group in groups_from_identity_provider:
+        target = index.idp_groups.get(idp_group)
+        if target is None and idp_group in index.gids:
+            target = IdentityProviderGroup(group=idp_group)
+        if target is not None:
+            idp_mapped = True
+            (ro if target.readonly else rw).add(target.group)
+
+    if user is not None:
+        uid = user.uid
+        primary, gid = user.primary_group, index.gids[user.primary_group]
+        rw.update(user.secondary_groups)
+        ro.update(user.readonly_groups)
+    else:
+        uid = _dynamic_uid(config, index, username, taken_uids or {})
+        primary = sec.dynamic_ids.primary_group
+        gid = uid if primary is None else index.gids[primary]
+    rw.discard(primary)
+    ro -= rw | {primary}
+
+    memberships = sorted(
+        [Membership(name, index.gids[name]) for name in rw]
+        + [Membership(name, index.gids[name], readonly=True) for name in ro]
+        + ([Membership(primary, gid)] if primary is not None else []),
+        key=lambda m: m.name,
+    )
+    if primary is None:
+        primary = safe  # a private group, gid = uid, with no folder of its own
+    member_of = frozenset(m.name for m in memberships)
+    st = config.storage
+    home = Mount(f"{st.home_root}/{safe}", f"home/{safe}", uid, gid, st.home_mode)
+    mounts = [Mount(st.shared_root, "shared", 0, 0, st.shared_mode)]
+    mounts += [Mount(f"{st.shared_root}/{m.name}", f"shared/{m.name}", 0, m.gid, st.group_mode,
+                     readonly=m.readonly, group=m.name) for m in memberships]
+    rw_names = member_of - ro
+
+    return UserPlan(
+        username=username,
+        unix_name=safe,
+        uid=uid,
+        gid=gid,
+        primary_group=primary,
+        memberships=tuple(memberships),
+        supplemental_gids=tuple(sorted({index.gids[n] for n in rw_names if n != primary} - {gid})),
+        readonly_gids=tuple(sorted(index.gids[n] for n in ro)),
+        home=home,
+        mounts=tuple(mounts),
+        jupyterlab_profiles=tuple(g.item for g in index.jupyterlab if g.admits(username, member_of)),
+        dask_worker_profiles=tuple(g.name for g in index.dask_worker if g.admits(username, member_of)),
+        environment_namespaces=(safe, *sorted(member_of), config.conda_store.global_namespace),
+        admin=not index.admin_groups.isdisjoint(rw_names),
+        may_log_in=user is not None or idp_mapped or sec.allow_unlisted_users,
+        in_config=user is not None,
+    )
+
+
+def _dynamic_uid(config: QHubConfig, index: ConfigIndex, username: str, taken: Mapping[int, str]) -> int:
+    dyn = config.security.dynamic_ids
+    start = int.from_bytes(hashlib.sha256(username.encode("utf-8", "surrogatepass")).digest()[:8], "big")
+    for step in range(dyn.uid_count):
+        uid = dyn.uid_start + (start + step) % dyn.uid_count
+        if uid not in index.config_uids and taken.get(uid, username) == username:
+            return uid
+    raise PlanError(f"no free uid left in security.dynamic_ids ({dyn.uid_start}.."
+                    f"{dyn.uid_start + dyn.uid_count - 1}); enlarge uid_count")
+
+
+def allowed_profile(plan: UserPlan, slug: str) -> JupyterLabProfile | None:
+    """The profile with `slug` if the plan allows it, else None."""
+    return next((p for p in plan.jupyterlab_profiles if p.profile_slug == slug), None)

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs everything qhub-hub needs on a Debian machine (idempotent, quick when nothing changed).
+#   bash scripts/setup.sh          runtime: system packages, the proxy, the Python environment
+#   bash scripts/setup.sh --test   the same, plus what the test suite needs
+# The Python environment lives in $QHUB_PREFIX (default /opt/qhub-hub as root, ./.venv otherwise):
+# root-owned and world-readable, so real Unix users can run it but never install into it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+extras=""
+[[ "${1:-}" == "--test" ]] && extras="[test]"
+
+if [[ $EUID -eq 0 ]]; then prefix=${QHUB_PREFIX:-/opt/qhub-hub}; else prefix=${QHUB_PREFIX:-$repo/.venv}; fi
+
+apt_packages=(python3-venv python3-dev build-essential nodejs npm openssh-server openssh-client acl sudo git)
+[[ -n "$extras" ]] && apt_packages+=(chromium)
+missing=()
+for p in "${apt_packages[@]}"; do
+  # nodesource's nodejs bundles npm: don't ask apt for Debian's npm next to it
+  if [[ $p == npm ]] && command -v npm >/dev/null; then continue; fi
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if (( ${#missing[@]} )); then
+  if [[ $EUID -ne 0 ]]; then
+    echo "setup: missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
+    exit 1
+  fi
+  echo "setup: apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ ! -x "$prefix/bin/python" ]]; then
+  echo "setup: creating the Python environment in $prefix"
+  /usr/bin/python3 -m venv "$prefix"
+fi
+stamp="$prefix/.qhub-hub-installed"
+want="$(sha256sum pyproject.toml | cut -c1-16)$extras:$repo"
+if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  echo "setup: pip install -e .$extras"
+  "$prefix/bin/pip" install -q --upgrade pip
+  "$prefix/bin/pip" install -q -e ".$extras"
+  echo "$want" > "$stamp"
+fi
+
+if [[ ! -x "$prefix/bin/configurable-http-proxy" ]]; then
+  echo "setup: npm install configurable-http-proxy"
+  npm install -s --no-fund --no-audit --prefix "$prefix/node" configurable-http-proxy@5 >/dev/null
+  ln -sf "$prefix/node/node_modules/.bin/configurable-http-proxy" "$prefix/bin/configurable-http-proxy"
+fi
+chmod -R go+rX,go-w "$prefix"
+echo "setup: ready ($prefix)"

@@ -48,5 +48,11 @@ if [[ ! -x "$prefix/bin/configurable-http-proxy" ]]; then
   npm install -s --no-fund --no-audit --prefix "$prefix/node" configurable-http-proxy@5 >/dev/null
   ln -sf "$prefix/node/node_modules/.bin/configurable-http-proxy" "$prefix/bin/configurable-http-proxy"
 fi
+# Per-area install steps (conda-store's own environment, the video chat build, ...): each script
+# gets $prefix, $repo and $extras, and must be idempotent and quick when nothing changed.
+for step in scripts/setup.d/*.sh; do
+  [[ -e "$step" ]] || continue
+  prefix=$prefix repo=$repo extras=$extras bash "$step"
+done
 chmod -R go+rX,go-w "$prefix"
 echo "setup: ready ($prefix)"

@@ -6,14 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-import yaml
-
 from .config import (
     DASK_PACKAGES,
     EnvironmentSpec,
     IdentityProviderGroup,
     PasswordAuth,
     QHubConfig,
+    read_yaml,
 )
 from .config_errors import ConfigError, Problem, format_path, problems_from_pydantic
 from .naming import unix_name
@@ -179,11 +178,12 @@ def read_environment_folder(folder: Path) -> tuple[list[tuple[str, EnvironmentSp
     for file in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
         file_label = f"{label}[{file.name!r}]"
         try:
-            data = yaml.safe_load(file.read_text())
-            spec = EnvironmentSpec.model_validate(data)
-        except yaml.YAMLError as e:
+            data = read_yaml(file)
+        except (OSError, ValueError) as e:
             problems.append(Problem(file_label, f"not valid YAML: {e}"))
             continue
+        try:
+            spec = EnvironmentSpec.model_validate(data)
         except Exception as e:  # noqa: BLE001 - every failure becomes a reported problem
             problems += [Problem(f"{file_label}{'.' + p.path if p.path else ''}", p.message)
                          for p in problems_from_pydantic(e, EnvironmentSpec, data)]

@@ -49,6 +49,8 @@ def problems_from_pydantic(error: Exception, model: type[BaseModel], data: Any) 
     merged: dict[str, list[str]] = {}
     for item in error.errors(include_url=False):
         path_parts = _data_path(item["loc"], item["type"], data)
+        if item["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            path_parts.append(item["ctx"]["discriminator"].strip("'"))
         message = _message(item, path_parts, model)
         key = format_path(path_parts)
         if message not in merged.setdefault(key, []):
@@ -86,6 +88,11 @@ def _message(item: dict[str, Any], parts: list[str | int], model: type[BaseModel
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = (f"; did you mean {close[0]!r}?" if close else "") + f" (allowed: {', '.join(allowed)})"
         return f"unknown key {key!r}: remove it or fix its spelling{hint}"
+    if kind == "union_tag_invalid":
+        return (f"{item['ctx']['tag']!r} is not one of {item['ctx']['expected_tags']}; "
+                "pick one of those")
+    if kind == "union_tag_not_found":
+        return "required: add this key"
     msg = item["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         msg = msg.removeprefix(prefix)

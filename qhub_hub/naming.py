@@ -20,7 +20,7 @@ import base64
 import hashlib
 import re
 
-CLEAN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+CLEAN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 # Accounts a Debian or container base image ships, plus names with a meaning to the platform.
 RESERVED = frozenset("""
@@ -33,7 +33,7 @@ disk operator shadow utmp video audio plugdev netdev kvm render input docker lxd
 
 def unix_name(username: str) -> str:
     """The Unix account name for a hub username (see the module docstring for the rule)."""
-    if CLEAN.match(username) and "--" not in username and username not in RESERVED:
+    if CLEAN.fullmatch(username) and "--" not in username and username not in RESERVED:
         return username
     prefix = re.sub(r"[^a-z0-9_-]+", "-", username.lower()).strip("-_")
     prefix = re.sub(r"-{2,}", "-", prefix)[:20].rstrip("-_")

@@ -102,9 +102,11 @@ def main() -> int:
     print(f"config: {args.users} users, {args.groups} groups, {args.profiles} jupyterlab profiles, "
           f"10 dask worker profiles ({size // 1024} KiB YAML)")
     print(f"{'measure':38} {'qhub-hub':>12} {'anchor':>12}  anchor / target")
-    print(f"{'load+validate from YAML file (s)':38} {from_file:12.3f} {parse:12.3f}  PyYAML C parse alone; target <= 1 s")
+    print(f"{'load+validate from YAML file (s)':38} {from_file:12.3f} {parse:12.3f}  "
+          "PyYAML C parse alone; target <= 1 s")
     print(f"{'load+validate from mapping (s)':38} {from_mapping:12.3f} {'':>12}  target <= 1 s")
-    print(f"{'plan_for p50 (ms)':38} {pct(plan_times, 50):12.4f} {pct(anchor_times, 50):12.4f}  dict copy; target <= 1 ms")
+    print(f"{'plan_for p50 (ms)':38} {pct(plan_times, 50):12.4f} {pct(anchor_times, 50):12.4f}  "
+          "dict copy; target <= 1 ms")
     print(f"{'plan_for p99 (ms)':38} {pct(plan_times, 99):12.4f} {pct(anchor_times, 99):12.4f}")
     ok = from_file <= 1 and pct(plan_times, 50) <= 1
     print("targets:", "met" if ok else "MISSED")

@@ -31,7 +31,8 @@ def test_validate_lists_every_problem_and_exits_1(tmp_path, example_config_path)
     result = run("validate", str(bad))
     assert result.returncode == 1
     lines = result.stderr.splitlines()
-    assert "error: profiles.jupyterlab[2].groups[1]: unknown group 'quants': add it to security.groups or fix the name" in lines
+    assert ("error: profiles.jupyterlab[2].groups[1]: unknown group 'quants': "
+            "add it to security.groups or fix the name") in lines
     assert any(line.startswith("error: security.users.bob.uid: uid 3001 is also the uid of 'alice'") for line in lines)
     assert lines[-1].startswith(f"{bad}: 2 problem(s); fix them")
     assert "Traceback" not in result.stderr

@@ -24,11 +24,11 @@ import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .config import QHubConfig, load_config
+from .config import GitHubAuth, QHubConfig, load_config
 from .config_errors import ConfigError, Problem
 from .policy import UserPlan, plan_for
 from .uid_registry import REGISTRY, DynamicUidRegistry
@@ -170,13 +170,28 @@ class _OnlyThisUid(Mapping[int, str]):
         return 1
 
 
+def with_admission(config: QHubConfig, plan: UserPlan, idp_groups: Iterable[str]) -> UserPlan:
+    """`plan` with `may_log_in` also true for members of the GitHub config's
+    `allowed_organizations` (``org`` or ``org:team``), which admit without mapping a group."""
+    auth = config.security.authentication
+    if plan.may_log_in or not isinstance(auth, GitHubAuth) or not auth.config.allowed_organizations:
+        return plan
+    if set(auth.config.allowed_organizations).isdisjoint(idp_groups):
+        return plan
+    return replace(plan, may_log_in=True)
+
+
 def plan_with_uid(
     config: QHubConfig, username: str, idp_groups: Iterable[str], uid: int | None
 ) -> UserPlan:
-    """`plan_for` with the dynamic uid the hub already handed to `username` (None: none yet)."""
+    """`plan_for` (with admission as `with_admission` decides) using the dynamic uid the hub
+    already handed to `username` (None: none yet)."""
+    idp_groups = list(idp_groups)
     if uid is None or username in config.security.users:
-        return plan_for(config, username, idp_groups)
-    return plan_for(config, username, idp_groups, taken_uids=_OnlyThisUid(uid, username))
+        plan = plan_for(config, username, idp_groups)
+    else:
+        plan = plan_for(config, username, idp_groups, taken_uids=_OnlyThisUid(uid, username))
+    return with_admission(config, plan, idp_groups)
 
 
 async def plan_for_hub_user(
@@ -196,7 +211,7 @@ async def plan_for_hub_user(
         hub_groups = [g.name for g in getattr(user, "groups", [])]
         idp_groups = idp_groups_from_hub_groups(config, user.name, hub_groups)
     if user.name in config.security.users:
-        return plan_for(config, user.name, idp_groups)
+        return plan_with_uid(config, user.name, idp_groups, None)
     recorded = state.get("uid") if isinstance(state.get("uid"), int) else None
     uid = await registry.uid_for(config, user.name, getattr(user, "db", None), recorded=recorded)
     if uid != recorded and auth_state:

@@ -61,7 +61,7 @@ class SpawnRefused(web.HTTPError):
     """An HTTP error whose message JupyterHub shows as is (spawn page, error page and REST JSON)."""
 
     def __init__(self, status: int, message: str):
-        super().__init__(status, message.replace("%", "%%"))
+        super().__init__(status, "%s", message)
         self.jupyterhub_message = message
         self.message = message
 

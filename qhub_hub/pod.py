@@ -1,0 +1,215 @@
+"""Pure builders of the pieces of a user pod that come from the plan (no Kubernetes client, no I/O).
+
+`QHubKubeSpawner` only resolves its traitlets and calls these; tests compare whole dicts.
+
+Storage: one ReadWriteMany claim holds everything. Its layout (paths relative to the claim root)::
+
+    home/<unix_name>     the user's home       owner uid:gid   mode storage.home_mode  (0700)
+    shared               everyone's folder     root:root       mode storage.shared_mode (1777)
+    shared/<group>       a group's folder      root:gid        mode storage.group_mode  (2770)
+
+A server mounts only its own home, ``shared`` and the folders of its groups, as subPaths, and
+read-only where the membership is read-only. An init container running as root creates missing
+folders with the plan's owner and mode. An existing folder gets the plan's owner (so a folder a user
+created in /shared under a future group's name cannot keep it) and keeps at most the permission
+bits it already had: its mode becomes ``(existing & wanted) | (wanted & 03000)`` — bits are only
+ever removed, except the setgid/sticky bits that make sharing safe. A symlink or file where a
+folder should be fails the spawn. Folder names and ids reach the script as arguments, never as
+shell text.
+
+Names: passwd/group files for nss_wrapper are generated from the plan (entries sanitised, one per
+line) and written by the init container from environment variables into an emptyDir, so `whoami`
+and `id` show names without the image knowing the users.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .config import QHubConfig
+from .policy import UserPlan
+
+STORAGE_VOLUME = "qhub-storage"
+NSS_VOLUME = "qhub-nss"
+CONDA_VOLUME = "qhub-conda-store"
+INIT_STORAGE_PATH = "/qhub-storage"
+NSS_PATH = "/etc/qhub-nss"
+INIT_NSS_PATH = "/qhub-nss"
+
+# POSIX sh (dash, busybox ash). Arguments: <nss dir>, then groups of four: <dir> <uid> <gid> <mode>.
+INIT_SCRIPT = r"""set -eu
+nss=$1; shift
+printf '%s\n' "$QHUB_PASSWD" > "$nss/passwd"
+printf '%s\n' "$QHUB_GROUP" > "$nss/group"
+chmod 0644 "$nss/passwd" "$nss/group"
+while [ "$#" -ge 4 ]; do
+  dir=$1; uid=$2; gid=$3; mode=$4; shift 4
+  if [ -L "$dir" ] || { [ -e "$dir" ] && [ ! -d "$dir" ]; }; then
+    echo "qhub-init: $dir is not a directory; an admin must move it away" >&2
+    exit 1
+  fi
+  if [ ! -e "$dir" ]; then
+    mkdir -m 0700 "$dir"
+    chown -h "$uid:$gid" "$dir"
+    chmod "$mode" "$dir"
+    echo "qhub-init: created $dir $uid:$gid $mode"
+    continue
+  fi
+  if [ "$(stat -c '%u:%g' "$dir")" != "$uid:$gid" ]; then
+    chown -h "$uid:$gid" "$dir"
+  fi
+  have=$(stat -c '%a' "$dir")
+  want=$(printf '%o' $(( (0$have & 0$mode) | (0$mode & 03000) )))
+  if [ "$want" != "$have" ]; then
+    chmod "$want" "$dir"
+    echo "qhub-init: $dir mode $have -> $want"
+  fi
+done
+"""
+
+_UNSAFE_FIELD = re.compile(r"[:,\n\r\t\x00-\x1f\x7f]")
+
+
+def _field(text: str) -> str:
+    return _UNSAFE_FIELD.sub("_", text)
+
+
+def k8s_literal(value: str) -> str:
+    """`value` as a Kubernetes env value that is taken literally (no $(VAR) expansion)."""
+    return value.replace("$", "$$")
+
+
+def pod_security_context(plan: UserPlan) -> dict[str, Any]:
+    """Ids of every container in the pod (the init container overrides runAsUser to 0)."""
+    return {
+        "runAsUser": plan.uid,
+        "runAsGroup": plan.gid,
+        "runAsNonRoot": True,
+        "supplementalGroups": sorted({*plan.supplemental_gids, *plan.readonly_gids} - {plan.gid}),
+        "fsGroup": plan.gid,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context(plan: UserPlan) -> dict[str, Any]:
+    return {
+        "runAsUser": plan.uid,
+        "runAsGroup": plan.gid,
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def init_security_context() -> dict[str, Any]:
+    """Root, but only the capabilities needed to create and own folders."""
+    return {
+        "runAsUser": 0,
+        "runAsGroup": 0,
+        "runAsNonRoot": False,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"]},
+    }
+
+
+def passwd_content(plan: UserPlan, shell: str = "/bin/bash") -> str:
+    return "\n".join([
+        "root:x:0:0:root:/root:/bin/sh",
+        f"{plan.unix_name}:x:{plan.uid}:{plan.gid}:{_field(plan.username)}:{plan.home.path}:{shell}",
+    ])
+
+
+def group_content(plan: UserPlan) -> str:
+    lines = ["root:x:0:"]
+    names = {m.name for m in plan.memberships}
+    if plan.primary_group not in names:  # a private group, gid = uid
+        lines.append(f"{plan.primary_group}:x:{plan.gid}:")
+    for m in plan.memberships:
+        members = "" if m.name == plan.primary_group else plan.unix_name
+        lines.append(f"{m.name}:x:{m.gid}:{members}")
+    return "\n".join(lines)
+
+
+def folders(plan: UserPlan) -> list[tuple[str, int, int, int]]:
+    """(subpath, uid, gid, mode) of every folder the server needs, parents first."""
+    home_parent = plan.home.subpath.rsplit("/", 1)[0]
+    out = [(home_parent, 0, 0, 0o755), (plan.home.subpath, plan.home.owner_uid,
+                                         plan.home.owner_gid, plan.home.mode)]
+    out += [(m.subpath, m.owner_uid, m.owner_gid, m.mode) for m in plan.mounts]
+    return out
+
+
+def init_container(plan: UserPlan, image: str, *, storage_path: str = INIT_STORAGE_PATH,
+                   nss_path: str = INIT_NSS_PATH, pull_policy: str | None = None) -> dict[str, Any]:
+    args = ["qhub-init", nss_path]
+    for subpath, uid, gid, mode in folders(plan):
+        args += [f"{storage_path}/{subpath}", str(uid), str(gid), f"{mode:04o}"]
+    container: dict[str, Any] = {
+        "name": "qhub-init",
+        "image": image,
+        "command": ["/bin/sh", "-c", k8s_literal(INIT_SCRIPT)],
+        "args": [k8s_literal(a) for a in args],
+        "env": [
+            {"name": "QHUB_PASSWD", "value": k8s_literal(passwd_content(plan))},
+            {"name": "QHUB_GROUP", "value": k8s_literal(group_content(plan))},
+        ],
+        "securityContext": init_security_context(),
+        "volumeMounts": [
+            {"name": STORAGE_VOLUME, "mountPath": storage_path},
+            {"name": NSS_VOLUME, "mountPath": nss_path},
+        ],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
+                      "limits": {"cpu": "200m", "memory": "64Mi"}},
+    }
+    if pull_policy:
+        container["imagePullPolicy"] = pull_policy
+    return container
+
+
+def volumes(storage_claim: str, conda_store_claim: str | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {"name": STORAGE_VOLUME, "persistentVolumeClaim": {"claimName": storage_claim}},
+        {"name": NSS_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+    ]
+    if conda_store_claim:
+        out.append({"name": CONDA_VOLUME,
+                    "persistentVolumeClaim": {"claimName": conda_store_claim, "readOnly": True}})
+    return out
+
+
+def volume_mounts(plan: UserPlan, config: QHubConfig, *, conda_store: bool) -> list[dict[str, Any]]:
+    """Home, /shared and /shared/<group> (read-only where the membership is), nss files, and the
+    user's conda-store namespaces read-only at <environments_root>/<namespace>."""
+    mounts: list[dict[str, Any]] = [
+        {"name": STORAGE_VOLUME, "mountPath": plan.home.path, "subPath": plan.home.subpath},
+    ]
+    for m in plan.mounts:
+        mount = {"name": STORAGE_VOLUME, "mountPath": m.path, "subPath": m.subpath}
+        if m.readonly:
+            mount["readOnly"] = True
+        mounts.append(mount)
+    mounts.append({"name": NSS_VOLUME, "mountPath": NSS_PATH, "readOnly": True})
+    if conda_store:
+        root = config.conda_store.environments_root.rstrip("/")
+        for namespace in plan.environment_namespaces:
+            mounts.append({"name": CONDA_VOLUME, "mountPath": f"{root}/{namespace}",
+                           "subPath": namespace, "readOnly": True})
+    return mounts
+
+
+def identity_environment(plan: UserPlan, nss_library: str) -> dict[str, str]:
+    """Who the server is: home, user name, and nss_wrapper so names resolve."""
+    env = {
+        "HOME": plan.home.path,
+        "USER": plan.unix_name,
+        "LOGNAME": plan.unix_name,
+        "NSS_WRAPPER_PASSWD": f"{NSS_PATH}/passwd",
+        "NSS_WRAPPER_GROUP": f"{NSS_PATH}/group",
+    }
+    if nss_library:
+        env["LD_PRELOAD"] = nss_library
+    return env

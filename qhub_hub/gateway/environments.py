@@ -1,0 +1,141 @@
+"""The built environments a user may run Dask schedulers and workers in, read from disk.
+
+conda-store lays a built environment out as ``<environments_root>/<namespace>/envs/<name>``; a
+user may use the environments of the namespaces in their plan (their own, their groups', the
+global one). `dask_gateway.worker_environments`, when not empty, narrows the choice to those
+names.
+
+Package versions are read from the environment's files (``*.dist-info`` folders in its
+site-packages and the folders its ``.pth`` files name, then ``conda-meta/*.json`` file names).
+Nothing in the environment is executed: the gateway runs as root, and an environment is
+user-controlled code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import DASK_PACKAGES, QHubConfig
+from ..policy import UserPlan
+
+# dask-gateway's scheduler preload and the two dask packages; ipykernel is not needed on workers.
+WORKER_PACKAGES = tuple(p for p in DASK_PACKAGES if p != "ipykernel")
+
+
+@dataclass(frozen=True)
+class WorkerEnvironment:
+    namespace: str
+    name: str
+    prefix: Path
+
+    @property
+    def key(self) -> str:
+        """How users name it: ``<namespace>/<name>``."""
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def python(self) -> Path:
+        return self.prefix / "bin" / "python"
+
+
+EnvironmentLister = Callable[[QHubConfig, UserPlan], Sequence[WorkerEnvironment]]
+
+
+def environments_on_disk(config: QHubConfig, plan: UserPlan) -> list[WorkerEnvironment]:
+    """Every built environment in the plan's namespaces, in namespace order, then by name.
+
+    An environment counts as built when its ``bin/python`` exists.
+    """
+    root = Path(config.conda_store.environments_root)
+    found: list[WorkerEnvironment] = []
+    for namespace in dict.fromkeys(plan.environment_namespaces):  # keep order, drop repeats
+        envs = root / namespace / "envs"
+        try:
+            names = sorted(entry.name for entry in os.scandir(envs) if not entry.name.startswith("."))
+        except OSError:
+            continue
+        for name in names:
+            prefix = envs / name
+            if (prefix / "bin" / "python").exists():
+                found.append(WorkerEnvironment(namespace, name, prefix))
+    return found
+
+
+def worker_environments(config: QHubConfig, plan: UserPlan,
+                        lister: EnvironmentLister = environments_on_disk) -> list[WorkerEnvironment]:
+    """The environments `plan` may run Dask clusters in, the default first.
+
+    With `dask_gateway.worker_environments` set, only environments listed there (by name, or by
+    ``namespace/name``) are offered, in the order of that list.
+    """
+    available = list(lister(config, plan))
+    wanted = config.dask_gateway.worker_environments
+    if not wanted:
+        return available
+    chosen: list[WorkerEnvironment] = []
+    for item in wanted:
+        for env in available:
+            if (item == env.key or item == env.name) and env not in chosen:
+                chosen.append(env)
+    return chosen
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _site_packages(prefix: Path) -> list[Path]:
+    """The environment's site-packages folders, then the folders named by their .pth files."""
+    dirs = sorted(prefix.glob("lib/python3*/site-packages"))
+    extra: list[Path] = []
+    for site in dirs:
+        for pth in sorted(site.glob("*.pth")):
+            try:
+                lines = pth.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                line = line.strip()
+                # site.py runs lines starting with "import"; we only follow plain folder paths
+                if line and not line.startswith(("#", "import ", "import\t")):
+                    path = Path(line) if os.path.isabs(line) else site / line
+                    if path.is_dir():
+                        extra.append(path)
+    return dirs + extra
+
+
+def package_versions(prefix: Path, packages: Iterable[str] = WORKER_PACKAGES) -> dict[str, str | None]:
+    """Installed version of each of `packages` in the environment at `prefix` (None: missing)."""
+    wanted = {_normalise(p): p for p in packages}
+    found: dict[str, str] = {}
+    for site in _site_packages(prefix):
+        try:
+            entries = os.listdir(site)
+        except OSError:
+            continue
+        for entry in entries:
+            for suffix in (".dist-info", ".egg-info"):
+                if entry.endswith(suffix):
+                    name, _, version = entry[: -len(suffix)].partition("-")
+                    key = _normalise(name)
+                    if key in wanted and key not in found and version:
+                        found[key] = version.split("-")[0]
+    try:
+        meta = os.listdir(prefix / "conda-meta")
+    except OSError:
+        meta = []
+    for entry in meta:
+        if entry.endswith(".json") and entry.count("-") >= 2:
+            name, version, _build = entry[:-5].rsplit("-", 2)
+            key = _normalise(name)
+            if key in wanted and key not in found:
+                found[key] = version
+    return {original: found.get(key) for key, original in wanted.items()}
+
+
+def missing_worker_packages(versions: dict[str, str | None]) -> list[str]:
+    return [name for name, version in versions.items() if version is None]

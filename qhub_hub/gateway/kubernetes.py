@@ -1,0 +1,89 @@
+"""The Kubernetes rendering: a `ClusterChoice` as overrides of dask-gateway's `KubeClusterConfig`.
+
+Scheduler and worker pods get:
+- the image of the worker profile, else of the user's server profile, else the server default image;
+- the conda-store namespace of the chosen environment mounted read-only at the same path as in the
+  notebook, and the environment's own Python as the command (``python -m dask scheduler|worker``);
+- the user's uid, primary gid and supplemental gids (read-write and read-only groups, as in the
+  notebook pod), no privilege escalation, all capabilities dropped;
+- on workers, when storage is configured: the user's home, /shared and their group folders
+  (read-only where the plan says so), as subPaths of the one storage volume.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import QHubConfig, slugify
+from ..gateway_options import ClusterChoice, KubernetesSettings, dask_commands, managed_environment, threads_for
+from ..policy import UserPlan
+from ..units import parse_bytes
+
+CONDA_VOLUME = "conda-store"
+STORAGE_VOLUME = "storage"
+
+
+def kubernetes_cluster_config(config: QHubConfig, plan: UserPlan, choice: ClusterChoice,
+                              settings: KubernetesSettings) -> dict[str, Any]:
+    """Overrides for `KubeClusterConfig` (every key is one of its traits)."""
+    profile = choice.profile
+    gateway = config.dask_gateway
+    root = config.conda_store.environments_root.rstrip("/")
+    namespace = choice.environment.namespace
+
+    conda_volume = {"name": CONDA_VOLUME,
+                    "persistentVolumeClaim": {"claimName": settings.conda_store_claim, "readOnly": True}}
+    conda_mount = {"name": CONDA_VOLUME, "mountPath": f"{root}/{namespace}", "subPath": namespace,
+                   "readOnly": True}
+    user_storage = settings.mount_user_storage and settings.storage_claim is not None
+    worker_volumes = [conda_volume]
+    worker_mounts = [conda_mount]
+    if user_storage:
+        worker_volumes.append({"name": STORAGE_VOLUME,
+                               "persistentVolumeClaim": {"claimName": settings.storage_claim}})
+        for mount in (plan.home, *plan.mounts):
+            entry: dict[str, Any] = {"name": STORAGE_VOLUME, "mountPath": mount.path,
+                                     "subPath": mount.subpath}
+            if mount.readonly:
+                entry["readOnly"] = True
+            worker_mounts.append(entry)
+
+    pod_security = {
+        "runAsUser": plan.uid,
+        "runAsGroup": plan.gid,
+        "runAsNonRoot": True,
+        "supplementalGroups": sorted(set(plan.supplemental_gids) | set(plan.readonly_gids)),
+    }
+    container_security = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    labels = {"qhub/user": plan.unix_name, "qhub/worker-profile": slugify(choice.profile_name)}
+    annotations = {"qhub/username": plan.username, "qhub/environment": choice.environment.key}
+
+    overrides: dict[str, Any] = {
+        "image": choice.image or settings.default_image,
+        **dask_commands(choice),
+        "environment": managed_environment(plan, choice, home=plan.home.path if user_storage else "/tmp"),
+        "worker_cores": profile.worker_cores,
+        "worker_cores_limit": profile.worker_cores_limit,
+        "worker_memory": parse_bytes(profile.worker_memory),
+        "worker_memory_limit": parse_bytes(profile.worker_memory_limit),
+        "worker_threads": threads_for(profile),
+        "scheduler_cores": gateway.scheduler_cores,
+        "scheduler_cores_limit": gateway.scheduler_cores,
+        "scheduler_memory": parse_bytes(gateway.scheduler_memory),
+        "scheduler_memory_limit": parse_bytes(gateway.scheduler_memory),
+        "cluster_max_workers": choice.max_workers,
+        "idle_timeout": choice.idle_timeout,
+        "scheduler_extra_pod_config": {"securityContext": pod_security, "volumes": [conda_volume]},
+        "scheduler_extra_container_config": {"securityContext": container_security,
+                                             "volumeMounts": [conda_mount]},
+        "worker_extra_pod_config": {"securityContext": pod_security, "volumes": worker_volumes},
+        "worker_extra_container_config": {"securityContext": container_security,
+                                          "volumeMounts": worker_mounts},
+        "scheduler_extra_pod_labels": labels,
+        "worker_extra_pod_labels": labels,
+        "scheduler_extra_pod_annotations": annotations,
+        "worker_extra_pod_annotations": annotations,
+    }
+    if settings.image_pull_policy:
+        overrides["image_pull_policy"] = settings.image_pull_policy
+    return overrides

@@ -1,0 +1,129 @@
+"""The JupyterHub config of the embedded platform, one function per concern (set, never mutated).
+
+`local up` writes a two-line jupyterhub_config.py that calls `configure_hub(c, settings_file)`.
+Each `configure_*` sets its own keys of `c` from the platform settings, their secrets and the qhub
+config; nothing is appended to what another one set. Test them against an empty ``Config()``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..config import QHubConfig, load_config
+from .settings import PlatformSettings
+
+AUTHENTICATORS = {"password": "qhub-password", "GitHub": "qhub-github", "Auth0": "qhub-auth0",
+                  "oidc": "qhub-oidc"}
+PLATFORM_SERVICE = "qhub-platform"  # `local down`/`status` and admins on this machine (root-only token)
+SSH_SERVICE = "qhub-ssh"  # the SSH server's account check
+CULLER_SERVICE = "idle-culler"
+DEFAULT_SERVER_SCOPES = ["users:activity!user", "access:servers!server"]
+
+
+def configure_hub(c: Any, settings_file: str | Path) -> None:
+    settings = PlatformSettings.load(Path(settings_file).parent)
+    if settings is None:
+        raise RuntimeError(f"{settings_file} is missing; start the platform with `qhub-hub local up`")
+    secrets = json.loads(settings.secrets_file.read_text())
+    config = load_config(settings.config_path)
+    gateway = gateway_settings(settings)
+    configure_network(c, settings, secrets)
+    configure_storage(c, settings)
+    configure_authenticator(c, settings, config)
+    configure_spawner(c, settings, config, gateway)
+    configure_services(c, settings, config, secrets, gateway)
+
+
+def gateway_settings(settings: PlatformSettings) -> Any:
+    """The gateway `local up` wrote (qhub_hub.gateway.server_config.EmbeddedGateway), or None."""
+    from .gateway import load_embedded_gateway
+
+    return load_embedded_gateway(settings)
+
+
+def configure_network(c: Any, s: PlatformSettings, secrets: dict[str, str]) -> None:
+    c.JupyterHub.bind_url = f"http://{s.ip}:{s.port}/"
+    c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{s.hub_port}"
+    # the proxy is the platform's own process: it keeps routing to running servers while the hub
+    # restarts
+    c.ConfigurableHTTPProxy.should_start = False
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{s.proxy_api_port}"
+    c.ConfigurableHTTPProxy.auth_token = secrets["proxy_token"]
+    c.JupyterHub.cleanup_servers = False  # a hub restart leaves user servers running
+    c.JupyterHub.cleanup_proxy = False
+
+
+def configure_storage(c: Any, s: PlatformSettings) -> None:
+    c.JupyterHub.db_url = f"sqlite:///{s.hub_dir / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(s.hub_dir / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(s.run_dir / "jupyterhub.pid")
+
+
+def configure_authenticator(c: Any, s: PlatformSettings, config: QHubConfig) -> None:
+    c.JupyterHub.authenticator_class = AUTHENTICATORS[config.security.authentication.type]
+    c.Authenticator.qhub_config_path = s.config_path
+
+
+def configure_spawner(c: Any, s: PlatformSettings, config: QHubConfig, gateway: Any) -> None:
+    c.JupyterHub.spawner_class = "qhub-local"
+    c.QHubLocalSpawner.qhub_config_path = s.config_path
+    c.QHubLocalSpawner.shared_dir = s.shared_dir
+    c.QHubLocalSpawner.adopt_shared = s.adopt_shared
+    c.QHubLocalSpawner.server_log_dir = str(s.log_dir / "servers")
+    c.QHubLocalSpawner.demo_mode = s.demo
+    c.QHubLocalSpawner.cgroup_name = s.cgroup_name
+    if s.demo:
+        c.QHubLocalSpawner.demo_home_root = str(s.demo_dir / "home")
+    elif config.ssh.enabled:
+        c.QHubLocalSpawner.ssh_env_dir = str(s.ssh_dir / "env")
+    c.Spawner.start_timeout = 180
+    c.Spawner.http_timeout = 120
+    scopes = list(DEFAULT_SERVER_SCOPES)
+    if gateway is not None:
+        from ..gateway.hub_service import gateway_server_token_scopes
+
+        c.QHubLocalSpawner.gateway_environment = gateway.user_server_environment()
+        scopes += gateway_server_token_scopes(gateway.service_name)
+    c.Spawner.server_token_scopes = scopes
+
+
+def configure_services(c: Any, s: PlatformSettings, config: QHubConfig, secrets: dict[str, str],
+                       gateway: Any) -> None:
+    services: list[dict[str, Any]] = [
+        {"name": PLATFORM_SERVICE, "api_token": secrets["platform_token"]},
+    ]
+    roles: list[dict[str, Any]] = [
+        {"name": PLATFORM_SERVICE, "services": [PLATFORM_SERVICE],
+         "scopes": ["admin:users", "admin:servers", "tokens", "list:users", "read:users"]},
+    ]
+    user_scopes = ["self"]
+    if config.ssh.enabled and not s.demo:
+        services.append({"name": SSH_SERVICE, "api_token": secrets["ssh_token"]})
+        roles.append({"name": SSH_SERVICE, "services": [SSH_SERVICE],
+                      "scopes": ["list:users", "read:users:name", "read:users:groups"]})
+    cull = config.cull
+    if cull.enabled:
+        services.append({"name": CULLER_SERVICE, "command": [
+            sys.executable, "-m", "jupyterhub_idle_culler",
+            f"--timeout={cull.server_idle_timeout}", f"--cull-every={cull.every}",
+            f"--max-age={cull.server_max_age}"]})
+        roles.append({"name": CULLER_SERVICE, "services": [CULLER_SERVICE],
+                      "scopes": ["list:users", "read:users:activity", "read:servers",
+                                 "delete:servers"]})
+    if gateway is not None:
+        from ..gateway.hub_service import gateway_user_scopes
+
+        services.append(gateway.hub_service())
+        user_scopes += gateway_user_scopes(gateway.service_name)
+    roles.append({"name": "user", "scopes": user_scopes})
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = roles
+
+
+def hub_config_file_text(settings: PlatformSettings) -> str:
+    return ("# Written by `qhub-hub local up`; regenerated at every start.\n"
+            "from qhub_hub.local.hub_config import configure_hub\n\n"
+            f"configure_hub(get_config(), {str(settings.settings_file)!r})  # noqa: F821\n")

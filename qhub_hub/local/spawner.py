@@ -1,0 +1,308 @@
+"""`QHubLocalSpawner`: the plan's user server as a local process of the user's real Unix account.
+
+At every spawn, from the user's plan (computed from the current config by `PlanSpawnerMixin`, which
+also offers only the allowed profiles and refuses others with 403/400):
+
+1. the Unix account and groups exist with the config's uid, primary gid and read-write groups
+   (`accounts.py`; an existing account or group with other ids fails the spawn, naming it);
+2. the home, the shared folder and the user's group folders exist with their owners, modes and
+   ACLs (`folders.py`);
+3. the server runs as exactly uid / gid / [gid + supplemental gids] (`process.py`: a failed or
+   incomplete switch fails the spawn, nothing runs with other ids), in the home, with the root-owned
+   single-user environment of the hub (`cmd`), and inside a cgroup holding the profile's memory and
+   CPU limits (`limits.py`);
+4. its environment (minus secrets) is written for SSH sessions of the same user (`ssh.py`).
+
+Servers survive a hub restart (the pid and cgroups are in the spawner state).
+
+Not root: every server runs as the hub's own Unix user (a single-user demo); the hub says so loudly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jupyterhub.spawner import LocalProcessSpawner
+from jupyterhub.utils import random_port
+from traitlets import Bool, Dict, Unicode, default
+
+from ..config import JupyterLabProfile
+from ..policy import UserPlan
+from ..spawner_options import PlanSpawnerMixin, SpawnRefused
+from .accounts import AccountError, account_spec, ensure_account
+from .acl import AclError
+from .folders import FolderError, ensure_user_folders, user_folders
+from .limits import CgroupLimiter, CgroupPlan, Limits, rlimit_fallback
+from .process import ProcessSpec, ProcessStartError, close_gate, open_gate, start_process
+from .ssh import session_environment, write_session_env
+
+PROFILE_TRAITS = ("mem_limit", "mem_guarantee", "cpu_limit", "cpu_guarantee", "default_url",
+                  "start_timeout")
+_LIMITERS: dict[str, CgroupLimiter] = {}
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+@dataclass(frozen=True)
+class Prepared:
+    uid: int | None
+    gid: int | None
+    groups: tuple[int, ...] | None
+    home: str
+
+
+class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
+    """Runs each user's server as their real Unix account, with the ids and folders of their plan."""
+
+    shared_dir = Unicode(
+        "",
+        config=True,
+        help="Folder on this machine used as the shared folder (and parent of the group folders). "
+        "Empty (default): the config's storage.shared_root, e.g. /shared.",
+    )
+    adopt_shared = Bool(
+        False,
+        config=True,
+        help="Take over an existing, non-empty shared folder that qhub-hub did not create "
+        "(default False: such a folder fails the spawn with a message, it is never changed unasked).",
+    )
+    server_log_dir = Unicode(
+        "",
+        config=True,
+        help="Folder for one log file per user server (<unix name>.log, root-only). Empty (default): "
+        "servers log to the hub's output.",
+    )
+    limit_resources = Bool(
+        True,
+        config=True,
+        help="Enforce the profile's mem_limit/cpu_limit (and guarantees) with a cgroup per server, "
+        "or, where no cgroup can be made, with RLIMIT_AS and CPU affinity (default True).",
+    )
+    cgroup_name = Unicode(
+        "qhub-servers",
+        config=True,
+        help="Name of the cgroup, below the hub's own, that holds one cgroup per user server.",
+    )
+    ssh_env_dir = Unicode(
+        "",
+        config=True,
+        help="Folder where each user's server environment (without tokens) is written for their "
+        "SSH sessions, as <uid>.env. Empty (default): not written.",
+    )
+    demo_mode = Bool(
+        config=True,
+        help="Run every server as the hub's own Unix user, without accounts, ids or ACLs: a "
+        "single-user demo. Default: on when the hub does not run as root (ids cannot be applied).",
+    )
+    demo_home_root = Unicode(
+        "",
+        config=True,
+        help="In demo mode, where the users' home folders are made. Empty (default): the config's "
+        "storage.home_root.",
+    )
+
+    gateway_environment = Dict(
+        config=True,
+        help="DASK_GATEWAY__* (and related) variables of the platform's Dask Gateway, given to every "
+        "server while dask_gateway.enabled is true in the config. `local up` sets them. Default: none.",
+    )
+
+    @default("demo_mode")
+    def _demo_mode_default(self) -> bool:
+        return not running_as_root()
+
+    @default("cmd")
+    def _cmd_default(self) -> list[str]:
+        # the hub's own environment: root-owned, so users cannot install into it
+        return [str(Path(sys.prefix) / "bin" / "jupyterhub-singleuser")]
+
+    @default("default_url")
+    def _default_url_default(self) -> str:
+        return "/lab"
+
+    _prepared: Prepared | None = None
+    cgroups: tuple[str, ...] = ()
+
+    # --- profile --------------------------------------------------------------------------------
+
+    def qhub_apply_profile(self, profile: JupyterLabProfile | None, plan: UserPlan) -> None:
+        """Apply the profile's resources and server settings; unset ones fall back to the config."""
+        if not hasattr(self, "_configured_traits"):
+            self._configured_traits = {name: getattr(self, name) for name in PROFILE_TRAITS}
+        override = profile.kubespawner_override if profile else None
+        for name in PROFILE_TRAITS:
+            value = getattr(override, name, None) if override else None
+            setattr(self, name, value if value is not None else self._configured_traits[name])
+
+    def resource_limits(self) -> Limits:
+        return Limits.from_values(self.mem_limit, self.mem_guarantee, self.cpu_limit, self.cpu_guarantee)
+
+    # --- environment ------------------------------------------------------------------------------
+
+    def user_env(self, env: dict[str, str]) -> dict[str, str]:
+        plan, prepared = self.qhub_user_plan, self._prepared
+        if plan is None or prepared is None:
+            return env
+        env["USER"] = env["LOGNAME"] = plan.unix_name if not self.demo_mode else _me()
+        env["HOME"] = prepared.home
+        env["SHELL"] = "/bin/bash"
+        return env
+
+    def qhub_managed_environment(self) -> dict[str, str]:
+        env = super().qhub_managed_environment()
+        if self.gateway_environment and self.qhub_config.dask_gateway.enabled:
+            env.update(self.gateway_environment)
+        return env
+
+    # --- start ------------------------------------------------------------------------------------
+
+    async def start(self) -> tuple[str, int]:
+        # The mixin's server-side check, run again at start (as the mixin's own start() does): the
+        # plan and profile are decided now, from the current config. LocalProcessSpawner.start is
+        # not called: it would run the server as the hub username with the machine's groups.
+        await self.qhub_apply_user_options(self.user_options)
+        plan = self.qhub_user_plan
+        assert plan is not None
+        self._prepared = await asyncio.to_thread(self._prepare, plan)
+        if self.port == 0:
+            self.port = random_port()
+        env = self.get_env()
+        if self.ssh_env_dir and not self.demo_mode:
+            await asyncio.to_thread(write_session_env, self.ssh_env_dir, plan.uid,
+                                    session_environment(env))
+        spec, cgroup = self._process_spec(plan, env)
+        log_path = None
+        if self.server_log_dir:
+            os.makedirs(self.server_log_dir, mode=0o700, exist_ok=True)
+            log_path = os.path.join(self.server_log_dir, f"{self._server_key(plan)}.log")
+        self.log.info("Starting %s's server %s%s", plan.username, spec.describe(),
+                      f" in cgroups {list(cgroup.dirs)}" if cgroup else "")
+        try:
+            proc, gate = start_process(spec, log_path=log_path, gated=cgroup is not None)
+        except ProcessStartError as e:
+            self.log.error("%s", e)
+            raise SpawnRefused(500, str(e)) from None
+        if gate is not None:
+            try:
+                CgroupLimiter.attach(cgroup, proc.pid)
+            except OSError as e:
+                close_gate(gate)
+                proc.wait()
+                raise SpawnRefused(500, f"could not put {plan.username}'s server into its cgroup "
+                                        f"({e}); nothing was run") from None
+            open_gate(gate)
+        self.proc, self.pid = proc, proc.pid
+        self.cgroups = cgroup.dirs if cgroup else ()
+        return (self.ip or "127.0.0.1", self.port)
+
+    def _server_key(self, plan: UserPlan) -> str:
+        return plan.unix_name + (f".{self.name}" if self.name else "")
+
+    def _prepare(self, plan: UserPlan) -> Prepared:
+        """Accounts and folders for `plan` (blocking: runs in a thread)."""
+        config = self.qhub_config
+        try:
+            if self.demo_mode:
+                return self._prepare_demo(plan)
+            ensure_account(account_spec(plan),
+                           {name: g.gid for name, g in config.security.groups.items()})
+            ensure_user_folders(user_folders(config, plan, self.shared_dir or None),
+                                adopt_shared=self.adopt_shared)
+        except (AccountError, FolderError, AclError) as e:
+            self.log.error("Cannot start %s's server: %s", plan.username, e)
+            raise SpawnRefused(500, f"Cannot start the server of {plan.username!r}: {e}") from None
+        groups = (plan.gid, *plan.supplemental_gids)
+        return Prepared(plan.uid, plan.gid, tuple(sorted(set(groups))), plan.home.path)
+
+    def _prepare_demo(self, plan: UserPlan) -> Prepared:
+        config = self.qhub_config
+        root = self.demo_home_root or config.storage.home_root
+        home = os.path.join(root, plan.unix_name)
+        os.makedirs(home, mode=0o700, exist_ok=True)
+        for folder in user_folders(config, plan, self.shared_dir or None).groups:
+            os.makedirs(folder.path, mode=0o770, exist_ok=True)
+        return Prepared(None, None, None, home)
+
+    def _process_spec(self, plan: UserPlan, env: dict[str, str]) -> tuple[ProcessSpec, CgroupPlan | None]:
+        prepared = self._prepared
+        assert prepared is not None
+        if not self.demo_mode and (prepared.uid, prepared.gid) != (plan.uid, plan.gid):
+            raise SpawnRefused(500, "the config changed while the server was being prepared; "
+                                    "start it again")
+        limits = self.resource_limits() if self.limit_resources else Limits()
+        cgroup = None
+        extra: dict[str, Any] = {}
+        if not limits.empty:
+            limiter = self._limiter()
+            if limiter.available:
+                cgroup = limiter.prepare(self._server_key(plan), limits)
+            else:
+                fallback = rlimit_fallback(limits, plan.uid)
+                extra = {"address_space": fallback.get("as"),
+                         "cpus": frozenset(fallback["cpus"]) if "cpus" in fallback else None}
+        spec = ProcessSpec(
+            argv=(*self.cmd, *self.get_args()),
+            env=env,
+            cwd=prepared.home,
+            uid=prepared.uid,
+            gid=prepared.gid,
+            groups=prepared.groups,
+            **extra,
+        )
+        return spec, cgroup
+
+    def _limiter(self) -> CgroupLimiter:
+        limiter = _LIMITERS.get(self.cgroup_name)
+        if limiter is None:
+            limiter = _LIMITERS[self.cgroup_name] = CgroupLimiter(self.cgroup_name)
+            if not limiter.available:
+                self.log.warning("Profile memory/CPU limits fall back to RLIMIT_AS per process and "
+                                 "CPU affinity: %s", limiter.problem)
+        return limiter
+
+    # --- state, poll, stop -----------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        if self.cgroups:
+            state["cgroups"] = list(self.cgroups)
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        self.cgroups = tuple(state.get("cgroups", ()))
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        # the cgroups are released by poll/stop, after the process is gone
+
+    async def poll(self) -> int | None:
+        status = await super().poll()
+        if status is not None and self.cgroups:
+            await self._release_cgroups()
+        return status
+
+    async def stop(self, now: bool = False) -> None:
+        await super().stop(now=now)
+        if self.cgroups:
+            await self._release_cgroups()
+
+    async def _release_cgroups(self) -> None:
+        dirs, self.cgroups = self.cgroups, ()
+        try:
+            await asyncio.to_thread(CgroupLimiter.release, dirs)
+        except OSError as e:
+            self.log.warning("Could not remove the cgroups %s: %s", list(dirs), e)
+
+
+def _me() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name

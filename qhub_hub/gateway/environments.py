@@ -69,17 +69,20 @@ def worker_environments(config: QHubConfig, plan: UserPlan,
                         lister: EnvironmentLister = environments_on_disk) -> list[WorkerEnvironment]:
     """The environments `plan` may run Dask clusters in, the default first.
 
-    With `dask_gateway.worker_environments` set, only environments listed there (by name, or by
-    ``namespace/name``) are offered, in the order of that list.
+    With `dask_gateway.worker_environments` set, only environments listed there are offered, in
+    the order of that list: a plain name is a declared environment (global namespace), a
+    ``namespace/name`` any environment the user may see.
     """
     available = list(lister(config, plan))
     wanted = config.dask_gateway.worker_environments
     if not wanted:
         return available
+    glob = config.conda_store.global_namespace
     chosen: list[WorkerEnvironment] = []
     for item in wanted:
         for env in available:
-            if (item == env.key or item == env.name) and env not in chosen:
+            named = item == env.key or (env.namespace == glob and item == env.name)
+            if named and env not in chosen:
                 chosen.append(env)
     return chosen
 

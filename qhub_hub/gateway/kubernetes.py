@@ -4,8 +4,8 @@ Scheduler and worker pods get:
 - the image of the worker profile, else of the user's server profile, else the server default image;
 - the conda-store namespace of the chosen environment mounted read-only at the same path as in the
   notebook, and the environment's own Python as the command (``python -m dask scheduler|worker``);
-- the user's uid, primary gid and supplemental gids (read-write and read-only groups, as in the
-  notebook pod), no privilege escalation, all capabilities dropped;
+- the user's ids and security contexts exactly as in the notebook pod (`qhub_hub.pod`: uid,
+  primary gid, read-write and read-only groups, no privilege escalation, all capabilities dropped);
 - on workers, when storage is configured: the user's home, /shared and their group folders
   (read-only where the plan says so), as subPaths of the one storage volume.
 """
@@ -16,11 +16,9 @@ from typing import Any
 
 from ..config import QHubConfig, slugify
 from ..gateway_options import ClusterChoice, KubernetesSettings, dask_commands, managed_environment, threads_for
+from ..pod import CONDA_VOLUME, STORAGE_VOLUME, container_security_context, pod_security_context
 from ..policy import UserPlan
 from ..units import parse_bytes
-
-CONDA_VOLUME = "conda-store"
-STORAGE_VOLUME = "storage"
 
 
 def kubernetes_cluster_config(config: QHubConfig, plan: UserPlan, choice: ClusterChoice,
@@ -48,13 +46,8 @@ def kubernetes_cluster_config(config: QHubConfig, plan: UserPlan, choice: Cluste
                 entry["readOnly"] = True
             worker_mounts.append(entry)
 
-    pod_security = {
-        "runAsUser": plan.uid,
-        "runAsGroup": plan.gid,
-        "runAsNonRoot": True,
-        "supplementalGroups": sorted(set(plan.supplemental_gids) | set(plan.readonly_gids)),
-    }
-    container_security = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    pod_security = pod_security_context(plan)
+    container_security = container_security_context(plan)
     labels = {"qhub/user": plan.unix_name, "qhub/worker-profile": slugify(choice.profile_name)}
     annotations = {"qhub/username": plan.username, "qhub/environment": choice.environment.key}
 

@@ -121,7 +121,7 @@ class GatewayStack:
         return self.base / "qhub-config.yaml"
 
     def start(self) -> GatewayStack:
-        self.config_path.write_text(yaml.safe_dump(self.qhub_config))
+        self.config_path.write_text(yaml.safe_dump(self.qhub_config, sort_keys=False))
         self.config_path.chmod(0o644)
         token = secrets.token_hex(16)
         http_port, tcp_port, api_port = free_port(), free_port(), free_port()

@@ -1,0 +1,1 @@
+PACKAGE_CACHE_MAGIC_FILE = "urls.txt"

@@ -1,0 +1,3 @@
+from conda import not_provided
+
+PrefixData = not_provided("conda.core.prefix_data.PrefixData")

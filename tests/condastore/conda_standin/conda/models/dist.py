@@ -1,0 +1,3 @@
+from conda import not_provided
+
+Dist = not_provided("conda.models.dist.Dist")

@@ -118,6 +118,10 @@ class QHubAuthenticatorMixin(LoggingConfigurable):
         """The identity provider's groups for this login; provider classes override."""
         return []
 
+    async def check_allowed(self, username: str, auth_model: dict[str, Any] | None) -> bool:
+        # qhub_apply (run by authenticate / update_auth_model before this) refused the others
+        return auth_model is None or AUTH_STATE_KEY in (auth_model.get("auth_state") or {})
+
     # --- applying the config ------------------------------------------------------------------------
 
     def _qhub_db(self) -> Any:
@@ -172,10 +176,6 @@ class QHubOAuthMixin(QHubAuthenticatorMixin):
     async def get_user_groups(self, auth_state: dict[str, Any]) -> set[str]:
         return set(qhub_state(auth_state).get("groups") or [])
 
-    async def check_allowed(self, username: str, auth_model: dict[str, Any] | None) -> bool:
-        # qhub_apply, run in update_auth_model before this, has already refused the others
-        return auth_model is None or AUTH_STATE_KEY in (auth_model.get("auth_state") or {})
-
     async def refresh_user(self, user: Any, handler: Any = None, **kwargs: Any) -> Any:
         token = _request_db.set(getattr(user, "db", None))
         try:
@@ -192,10 +192,6 @@ class QHubOAuthMixin(QHubAuthenticatorMixin):
 
 class QHubPasswordAuthenticator(QHubAuthenticatorMixin, Authenticator):
     """Local accounts: `security.users.<name>.password` holds a bcrypt hash (never plain text)."""
-
-    @default("login_service")
-    def _login_service_default(self) -> str:
-        return "qhub"
 
     async def authenticate(self, handler: Any, data: Mapping[str, str]) -> dict[str, Any] | None:
         username = (data.get("username") or "").strip()

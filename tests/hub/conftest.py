@@ -99,4 +99,6 @@ def dummy_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     }))
     monkeypatch.setenv("KUBECONFIG", str(path))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    # kubernetes_asyncio reads $KUBECONFIG once, at import
+    monkeypatch.setattr("kubernetes_asyncio.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(path))
     return path

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""SFTP login check, run as root by PAM (pam_exec expose_authtok) in the SFTP pod.
+
+The password is a JupyterHub API token. The login succeeds only when
+- the login name is an account of the qhub config (accounts.json, written by accounts.py), and
+- the hub says the token belongs to exactly that account's hub user
+  (the upstream check accepts any valid token for any name).
+Then the user's home is bind-mounted where sshd chroots them (/export/home/<name>/<name>); the
+session itself runs as the account's uid and gid from /etc/passwd, so files land as theirs.
+
+Python standard library only (the SFTP image's system python3). Nothing is read from the
+environment but PAM_USER: pam_exec hands this program an environment the client may influence.
+Paths can be changed on the command line (the PAM config's arguments) for tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$|^[a-z][a-z0-9_-]{0,19}--[a-z2-7]{10}$")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hub-url-file", default="/etc/jupyterhub-sftp/config/hubUrl")
+    parser.add_argument("--accounts", default="/etc/qhub/sftp-accounts/accounts.json")
+    parser.add_argument("--homes", default="/mnt/home", help="the storage's home folder")
+    parser.add_argument("--chroots", default="/export/home", help="sshd's ChrootDirectory parent")
+    return parser.parse_args(argv)
+
+
+def token_owner(hub_url: str, token: str) -> str | None:
+    """The hub user the token belongs to, or None if the hub does not accept it."""
+    request = urllib.request.Request(f"{hub_url.rstrip('/')}/hub/api/user",
+                                     headers={"Authorization": f"token {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response).get("name")
+    except (urllib.error.URLError, ValueError, OSError):
+        return None
+
+
+def prepare_home(account: dict, name: str, homes: Path, chroots: Path) -> None:
+    """Create the home if the user never started a server, then bind-mount it into the chroot."""
+    home = homes / account["home"]
+    if not home.exists():
+        home.mkdir()
+        os.chown(home, account["uid"], account["gid"])
+        os.chmod(home, account["mode"])
+    chroot = chroots / name  # root-owned, as sshd requires of a ChrootDirectory
+    target = chroot / name
+    target.mkdir(parents=True, exist_ok=True)
+    os.chmod(chroot, 0o755)
+    if not os.path.ismount(target):
+        subprocess.run(["mount", "--bind", str(home), str(target)], check=True)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    name = os.environ.get("PAM_USER", "")
+    if not NAME.match(name):
+        return 1
+    accounts = json.loads(Path(args.accounts).read_text())
+    account = accounts.get(name)
+    if account is None:
+        return 1
+    token = sys.stdin.read().rstrip("\x00").strip()
+    if not token:
+        return 1
+    hub_url = Path(args.hub_url_file).read_text().strip()
+    if token_owner(hub_url, token) != account["hub_user"]:
+        return 1
+    prepare_home(account, name, Path(args.homes), Path(args.chroots))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -39,6 +39,11 @@ class QHubJupyterHubAuthentication(JupyterHubOAuthAuthentication):
         # The hub always grants a service's OAuth token the user's name and groups; ask for no more.
         return "read:users:groups!user"
 
+    def get_oauth_callback_url(self, request: Request) -> str:
+        # conda-store's default is a starlette URL object, which yarl (building the authorize
+        # URL) refuses: always hand on a string.
+        return str(super().get_oauth_callback_url(request))
+
     @property
     def qhub_config(self) -> QHubConfig:
         if self._qhub_config is None:

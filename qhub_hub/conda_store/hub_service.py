@@ -4,6 +4,7 @@ In ``jupyterhub_config.py``::
 
     c.JupyterHub.services.append(conda_store_service(
         api_token=SECRET, oauth_redirect_uri="https://hub.example/conda-store/oauth_callback/"))
+    # and in the hub's "user" role: user_access_scopes()
     start_background_sync(config, url=..., token=HUB_TOKEN, log=app.log)  # once the loop runs
 
 `api_token` is also conda-store's OAuth client secret (`server_config` passes it as
@@ -22,6 +23,13 @@ from .server_config import HUB_CLIENT_ID
 from .sync import SyncReport, sync_declared_environments
 
 SERVICE_NAME = "conda-store"
+
+
+def user_access_scopes(name: str = SERVICE_NAME) -> list[str]:
+    """Scopes every hub user needs to log in to conda-store: add them to the hub's ``user`` role
+    (``c.JupyterHub.load_roles``), e.g. ``{"name": "user", "scopes": ["self", *these]}``.
+    Without them the hub answers 403 "You do not have permission to access JupyterHub service"."""
+    return [f"access:services!service={name}"]
 
 
 def conda_store_service(*, api_token: str, oauth_redirect_uri: str, url: str | None = None,

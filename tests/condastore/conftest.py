@@ -35,7 +35,7 @@ FOLDER_ENVIRONMENTS = {
 
 
 def write_config(directory: Path, *, extra_folder_files: dict | None = None,
-                 inline: dict | None = None) -> Path:
+                 inline: dict | None = None, global_namespace: str = "global") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     folder = directory / "environments"
     folder.mkdir(exist_ok=True)
@@ -46,7 +46,7 @@ def write_config(directory: Path, *, extra_folder_files: dict | None = None,
         "environments": INLINE_ENVIRONMENTS if inline is None else inline,
         "dask_gateway": {"worker_environments": ["dask"]},
         "conda_store": {"environments_root": str(directory / "store"),
-                        "environments_folder": str(folder), "global_namespace": "global"},
+                        "environments_folder": str(folder), "global_namespace": global_namespace},
     }
     path = directory / "qhub-config.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -284,9 +284,13 @@ class QHubGitHubOAuthenticator(QHubOAuthMixin, GitHubOAuthenticator):
 def _claim_groups(auth_model: Mapping[str, Any], user_key: str, claim: str | None) -> list[str]:
     if not claim:
         return []
-    value: Any = (auth_model.get("auth_state") or {}).get(user_key) or {}
-    for part in claim.split("."):
-        value = value.get(part) if isinstance(value, Mapping) else None
+    user_info: Any = (auth_model.get("auth_state") or {}).get(user_key) or {}
+    if claim in user_info:  # Auth0 namespaced claims ("https://acme.org/groups") contain dots
+        value = user_info[claim]
+    else:  # a nested claim, "realm_access.roles"
+        value = user_info
+        for part in claim.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
     if isinstance(value, str):
         return [value]
     if isinstance(value, list):

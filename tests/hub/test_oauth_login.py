@@ -267,3 +267,46 @@ def test_no_config_means_no_hub(tmp_path: Path):
     with pytest.raises(RuntimeError) as e:
         hub.start(timeout=20)
     assert "unknown group 'nope'" in str(e.value)
+
+
+# --- Auth0 (namespaced groups claim, verified emails only) ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def auth0(tmp_path_factory: pytest.TempPathFactory):
+    workdir = tmp_path_factory.mktemp("auth0-hub")
+    idp = FakeOIDC().start()
+    idp.groups_claim = "https://acme.org/groups"
+    idp.add_user("nina", groups=["ml"])
+    idp.add_user("uma", groups=["ml"], email_verified=False)
+    config_path = workdir / "qhub-config.yaml"
+    # Auth0's endpoints are https://<domain>/...; the fake speaks plain HTTP on loopback, so the
+    # test points the three URLs at it (everything else comes from the qhub config)
+    hub = HubProcess(workdir, env=hub_env(config_path), extra_config=f"""
+        c.JupyterHub.authenticator_class = "qhub-auth0"
+        c.QHubAuth0OAuthenticator.authorize_url = "{idp.url}/authorize"
+        c.QHubAuth0OAuthenticator.token_url = "{idp.url}/token"
+        c.QHubAuth0OAuthenticator.userdata_url = "{idp.url}/userinfo"
+    """)
+    data = example_data()
+    data["security"]["authentication"] = {"type": "Auth0", "config": {
+        "client_id": idp.client_id, "client_secret": idp.client_secret, "auth0_subdomain": "acme",
+        "oauth_callback_url": f"{hub.url}/hub/oauth_callback", "groups_claim": "https://acme.org/groups"}}
+    write_config(config_path, data)
+    hub.start()
+    yield hub, idp
+    hub.stop()
+    idp.stop()
+
+
+def test_auth0_namespaced_groups_claim(auth0):
+    hub, idp = auth0
+    assert login(hub, idp, "nina").status_code == 302
+    user = user_model(hub, "nina@example.org")  # Auth0 names users by email
+    assert user["groups"] == ["ml"] and user["auth_state"]["qhub"]["idp_groups"] == ["ml"]
+
+
+def test_auth0_unverified_email_refused(auth0):
+    hub, idp = auth0
+    response = login(hub, idp, "uma")
+    assert response.status_code == 403 and "is not verified" in response.text

@@ -43,6 +43,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory):
         c.Spawner.args = ["--allow-root"]
         c.Spawner.notebook_dir = {str(workdir)!r}
         c.Spawner.start_timeout = 90
+        c.Authenticator.auth_refresh_age = 1
         c.Spawner.http_timeout = 90
         c.PlanLocalSpawner.dask_gateway_address = "http://127.0.0.1:9/services/dask-gateway"
         c.PlanLocalSpawner.dask_gateway_proxy_address = "gateway://127.0.0.1:9"
@@ -164,6 +165,14 @@ def test_allowed_profile_starts_with_plan_env_then_saved_options_are_rechecked(h
         assert status == 403, body
         assert body["message"].startswith("'dave' may not use the profile 'gpu'")
         assert offered(sessions["dave"], h) == ["small", "medium"]
+
+        # ... and his JupyterHub groups follow at the next auth refresh, without a new login
+        def groups_now() -> list[str] | None:
+            sessions["dave"].get(f"{h.url}/hub/home", timeout=30)
+            groups = h.api("GET", "/users/dave")[1]["groups"]
+            return groups if groups == ["users"] else None
+
+        wait_for(groups_now, timeout=30, what="dave's groups to follow the config")
     finally:
         write_config(config_path, data)
 

@@ -35,18 +35,25 @@ FOLDER_ENVIRONMENTS = {
 
 
 def write_config(directory: Path, *, extra_folder_files: dict | None = None,
-                 inline: dict | None = None, global_namespace: str = "global") -> Path:
+                 inline: dict | None = None, suffix: str = "") -> Path:
+    """The test config in `directory`; `suffix` is appended to every declared environment's name
+    (tests sharing one conda-store keep their environments apart that way)."""
+
+    def renamed(doc: dict) -> dict:
+        return {**doc, "name": doc["name"] + suffix}
+
     directory.mkdir(parents=True, exist_ok=True)
     folder = directory / "environments"
     folder.mkdir(exist_ok=True)
     for name, doc in {**FOLDER_ENVIRONMENTS, **(extra_folder_files or {})}.items():
-        (folder / name).write_text(yaml.safe_dump(doc, sort_keys=False))
+        (folder / name).write_text(yaml.safe_dump(renamed(doc), sort_keys=False))
+    inline = INLINE_ENVIRONMENTS if inline is None else inline
     data = {
         "security": {"authentication": {"type": "password"}, "groups": GROUPS, "users": USERS},
-        "environments": INLINE_ENVIRONMENTS if inline is None else inline,
-        "dask_gateway": {"worker_environments": ["dask"]},
+        "environments": {key: renamed(doc) for key, doc in inline.items()},
+        "dask_gateway": {"worker_environments": ["dask" + suffix]},
         "conda_store": {"environments_root": str(directory / "store"),
-                        "environments_folder": str(folder), "global_namespace": global_namespace},
+                        "environments_folder": str(folder), "global_namespace": "global"},
     }
     path = directory / "qhub-config.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

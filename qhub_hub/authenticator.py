@@ -85,8 +85,14 @@ class QHubAuthenticatorMixin(LoggingConfigurable):
 
     @default("enable_auth_state")
     def _qhub_enable_auth_state(self) -> bool:
-        # auth_state keeps the identity-provider groups and dynamic uids; it needs encryption.
-        return bool(os.environ.get("JUPYTERHUB_CRYPT_KEY"))
+        # auth_state keeps the identity-provider groups and dynamic uids; it needs encryption
+        # keys ($JUPYTERHUB_CRYPT_KEY or CryptKeeper.keys, which zero-to-jupyterhub generates)
+        try:
+            from jupyterhub.crypto import CryptKeeper
+
+            return bool(CryptKeeper.instance().keys)
+        except Exception:  # a broken key: JupyterHub itself reports it
+            return bool(os.environ.get("JUPYTERHUB_CRYPT_KEY"))
 
     @property
     def qhub_config(self) -> QHubConfig:
@@ -108,7 +114,7 @@ class QHubAuthenticatorMixin(LoggingConfigurable):
                       len(config.security.users), len(config.security.groups),
                       "admitted" if config.security.allow_unlisted_users else "refused")
         if not self.enable_auth_state:
-            self.log.warning("qhub: auth_state is off (no JUPYTERHUB_CRYPT_KEY): identity-provider "
+            self.log.warning("qhub: auth_state is off (no encryption key): identity-provider "
                              "groups are kept only as JupyterHub groups and dynamic uids are not "
                              "persisted; set JUPYTERHUB_CRYPT_KEY in production")
 

@@ -9,7 +9,8 @@
 - Ids, mounts and security settings come from the plan (`qhub_hub.pod`) and are written into the
   pod *after* kubespawner built it, so neither a profile nor a template expansion can change them:
   runAsUser/runAsGroup/supplementalGroups/fsGroup, runAsNonRoot, no privilege escalation, all
-  capabilities dropped, no service-account token, home + /shared + /shared/<group> as subPaths of
+  capabilities dropped, no service-account token (unless the admin sets
+  ``automount_service_account_token = True``; profiles cannot), home + /shared + /shared/<group> as subPaths of
   one ReadWriteMany claim (read-only where the membership is), the init container that prepares
   them and the nss_wrapper files, conda-store namespaces read-only.
 - Environment: `server_env.server_environment`, DASK_GATEWAY__*, HOME/USER/NSS_WRAPPER_*/LD_PRELOAD
@@ -177,7 +178,9 @@ class QHubKubeSpawner(PlanSpawnerMixin, KubeSpawner):
         spec.security_context = podlib.pod_security_context(plan)
         notebook.security_context = podlib.container_security_context(plan)
         notebook.working_dir = plan.home.path
-        spec.automount_service_account_token = False
+        # no API token in user pods, unless the admin opted in explicitly (e.g. the chart's
+        # daskKubernetes feature, with a ServiceAccount limited to Dask clusters)
+        spec.automount_service_account_token = self.automount_service_account_token is True
         return pod
 
     async def start(self) -> Any:

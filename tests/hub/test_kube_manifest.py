@@ -7,6 +7,7 @@ the test compares the *entire* pod dict, so no field can change unnoticed.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -253,7 +254,7 @@ async def test_profile_cannot_change_ids_mounts_or_security_and_admin_settings_s
         node_selector={"pool": "users"},
         container_security_context={"runAsUser": 0, "privileged": True},
         pod_security_context={"runAsUser": 0, "supplementalGroups": [0]},
-        service_account="hub-admin", automount_service_account_token=True,
+        service_account="dask-clusters",
         volumes=[{"name": "datasets", "nfs": {"server": "nfs", "path": "/datasets"}}],
         volume_mounts=[{"name": "datasets", "mountPath": "/datasets", "readOnly": True},
                        {"name": "datasets", "mountPath": "/home/dave"}],
@@ -264,7 +265,7 @@ async def test_profile_cannot_change_ids_mounts_or_security_and_admin_settings_s
     assert notebook["securityContext"] == {"runAsUser": 3004, "runAsGroup": 2005, "runAsNonRoot": True,
                                            "allowPrivilegeEscalation": False, "privileged": False,
                                            "capabilities": {"drop": ["ALL"]}}
-    assert spec["automountServiceAccountToken"] is False
+    assert spec["automountServiceAccountToken"] is False and spec["serviceAccountName"] == "dask-clusters"
     assert spec["nodeSelector"] == {"pool": "users", "cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
     assert [m["mountPath"] for m in notebook["volumeMounts"]].count("/home/dave") == 1
     assert {"name": "datasets", "mountPath": "/datasets", "readOnly": True} in notebook["volumeMounts"]
@@ -316,6 +317,8 @@ async def test_profile_list_is_the_plan(config_path):
     spawner = make_spawner(FakeHubUser("erin"))
     profiles = await spawner.profile_list(spawner)
     assert [p["slug"] for p in profiles] == ["small", "medium", "highmem"]
+    form = await spawner.get_options_form()  # ours, not kubespawner's template
+    assert re.findall(r'name="profile" id="profile-[a-z]+" value="([a-z]+)"', form) == ["small", "medium", "highmem"]
     assert profiles[0] == {"display_name": "Small Instance", "slug": "small", "default": True,
                            "description": "1 CPU / 2 GB RAM, for notebooks and light analysis",
                            "kubespawner_override": {"cpu_limit": 1.0, "cpu_guarantee": 0.5,
@@ -325,3 +328,10 @@ async def test_profile_list_is_the_plan(config_path):
 async def test_manifest_needs_the_plan_first(config_path):
     with pytest.raises(RuntimeError, match="needs the user's plan"):
         await make_spawner(FakeHubUser("dave")).get_pod_manifest()
+
+
+async def test_service_account_token_only_when_the_admin_opts_in(config_path):
+    spawner = make_spawner(FakeHubUser("dave"), service_account="dask-clusters",
+                           automount_service_account_token=True)
+    pod = await manifest(spawner, {"profile": "small"})
+    assert pod["spec"]["automountServiceAccountToken"] is True

@@ -77,7 +77,7 @@ def embedded_gateway_config_text(
         f"c.DaskGateway.address = {f'{host}:{api_port}'!r}",
         f"c.DaskGateway.log_level = {log_level!r}",
         'c.DaskGateway.backend_class = "qhub_hub.gateway.local_backend.QHubLocalBackend"',
-        'c.DaskGateway.authenticator_class = "dask_gateway_server.auth.JupyterHubAuthenticator"',
+        'c.DaskGateway.authenticator_class = "qhub_hub.gateway.auth.QHubJupyterHubAuthenticator"',
         f"c.JupyterHubAuthenticator.jupyterhub_api_url = {hub_api_url!r}",
         f"c.JupyterHubAuthenticator.jupyterhub_api_token = {api_token!r}",
         f"c.JupyterHubAuthenticator.jupyterhub_service_name = {service_name!r}",

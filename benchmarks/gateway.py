@@ -1,0 +1,115 @@
+"""Benchmark: time until a 2-worker Dask Gateway cluster is ready, against a plain LocalCluster.
+
+    sudo /opt/qhub-hub/bin/python benchmarks/gateway.py [--rounds 3]
+
+Runs a real JupyterHub and the embedded-mode dask-gateway-server (QHubLocalBackend), with one
+temporary Unix user (gwbench, uid 42901; removed at the end) and one "built" environment. Each
+round measures, from the client's call to both workers being connected:
+
+- gateway: `Gateway().new_cluster()` (options checked against the plan, scheduler started as the
+  user through the gateway's proxy, TLS), `cluster.scale(2)`, `client.wait_for_workers(2)`;
+- anchor:  `distributed.LocalCluster(n_workers=2, threads_per_worker=1)` and `wait_for_workers(2)`
+  in this process, same machine, same run.
+
+Prints min and median of each and the ratio gateway/anchor (medians).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.gateway.harness import (  # noqa: E402 - the repository root is added just above
+    SITE_PACKAGES,
+    GatewayStack,
+    UnixAccounts,
+    base_folder,
+    make_environment,
+    remove_tree,
+)
+
+
+def qhub_config(base: Path) -> dict:
+    return {
+        "security": {"groups": {"gwbench": {"gid": 42900}},
+                     "users": {"gwbench": {"uid": 42901, "primary_group": "gwbench"}}},
+        "profiles": {"dask_worker": {"Bench Worker": {
+            "worker_cores": 1, "worker_cores_limit": 1, "worker_memory": "1G",
+            "worker_memory_limit": "1G", "max_workers": 2}}},
+        "storage": {"home_root": str(base / "home")},
+        "conda_store": {"environments_root": str(base / "conda")},
+    }
+
+
+def time_gateway(stack: GatewayStack, token: str) -> float:
+    from dask_gateway import Gateway
+    from dask_gateway.auth import JupyterHubAuth
+
+    assert stack.gateway is not None
+    with Gateway(stack.gateway.address, proxy_address=stack.gateway.proxy_address,
+                 auth=JupyterHubAuth(api_token=token)) as gateway:
+        start = time.perf_counter()
+        cluster = gateway.new_cluster()
+        cluster.scale(2)
+        client = cluster.get_client()
+        client.wait_for_workers(2, timeout=120)
+        elapsed = time.perf_counter() - start
+        client.close()
+        cluster.shutdown()
+    return elapsed
+
+
+def time_local_cluster() -> float:
+    from distributed import Client, LocalCluster
+
+    start = time.perf_counter()
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0")
+    client = Client(cluster)
+    client.wait_for_workers(2, timeout=120)
+    elapsed = time.perf_counter() - start
+    client.close()
+    cluster.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    base = base_folder("qhub-gw-bench-")
+    accounts = UnixAccounts({"gwbench": 42900}, {"gwbench": (42901, "gwbench", [])}, homes=base / "home")
+    stack = GatewayStack(base, qhub_config(base))
+    try:
+        accounts.create()
+        make_environment(base / "conda" / "global" / "envs" / "dask", [SITE_PACKAGES])
+        for path in [base / "conda", base / "conda" / "global", base / "conda" / "global" / "envs"]:
+            path.chmod(0o755)
+        stack.start()
+        stack.add_hub_users(["gwbench"], {})
+        token = stack.token("gwbench")
+        time_gateway(stack, token)  # warm-up: imports, first proxy routes
+        time_local_cluster()
+        gateway_times, local_times = [], []
+        for _ in range(args.rounds):
+            gateway_times.append(time_gateway(stack, token))
+            local_times.append(time_local_cluster())
+    finally:
+        stack.stop()
+        accounts.remove()
+        remove_tree(base)
+
+    g, a = statistics.median(gateway_times), statistics.median(local_times)
+    print(f"2-worker cluster ready, {args.rounds} rounds after one warm-up each:")
+    print(f"  dask-gateway (qhub local backend): min {min(gateway_times):.2f} s  median {g:.2f} s")
+    print(f"  anchor LocalCluster(n_workers=2):  min {min(local_times):.2f} s  median {a:.2f} s")
+    print(f"  ratio gateway/anchor (medians): {g / a:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -198,12 +198,20 @@ async def sync_declared_environments(client: AsyncCondaStoreClient, config: QHub
         try:
             report.results.append(await _result_for(client, namespace, spec))
         except CondaStoreError as e:
-            report.results.append(SyncResult(spec.name, "failed", message=e.message if e.status
-                                             else str(e), retryable=_retryable(e)))
+            report.results.append(SyncResult(spec.name, "failed", message=_refusal(e),
+                                             retryable=_retryable(e)))
             report.retry_advised |= _retryable(e)
     if wait > 0:
         await _wait_for_builds(client, report, wait, poll_interval)
     return report
+
+
+def _refusal(error: CondaStoreError) -> str:
+    if error.status is None or error.status >= 500:
+        return str(error)
+    if error.status == 400:
+        return f"conda-store refused the spec: {error.message}; fix it in the config"
+    return str(error)
 
 
 def _retryable(error: CondaStoreError) -> bool:

@@ -25,6 +25,7 @@ from qhub_hub.conda_store.sync import (
     sync_declared_environments,
 )
 from qhub_hub.config import QHubConfig, load_config
+from qhub_hub.config_errors import ConfigError
 from tests.support.net import free_port
 
 from .conftest import FOLDER_ENVIRONMENTS, INLINE_ENVIRONMENTS, write_config
@@ -184,3 +185,15 @@ def test_specification_document_is_the_declared_yaml(cs_config):
     doc = specification_document(cs_config.declared_environments["analytics"])
     assert doc == INLINE_ENVIRONMENTS["environment-analytics.yaml"]
     assert yaml.safe_load(yaml.safe_dump(doc)) == doc
+
+
+def test_a_dask_environment_must_hold_what_dask_needs(tmp_path):
+    path = write_config(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["dask_gateway"]["worker_environments"] = ["dask", "analytics"]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value).count("lacks") == 1
+    assert ("environment 'analytics' runs Dask workers but lacks dask, distributed, dask-gateway"
+            in str(error.value))

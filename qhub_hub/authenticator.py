@@ -142,16 +142,16 @@ class QHubAuthenticatorMixin(LoggingConfigurable):
         config = self.qhub_config
         name = auth_model["name"]
         idp_groups = sorted(set(idp_groups))
-        uid = None
-        if name not in config.security.users:
-            previous = qhub_state(auth_model.get("auth_state")).get("uid")
-            uid = await REGISTRY.uid_for(config, name, db or self._qhub_db(),
-                                         recorded=previous if isinstance(previous, int) else None)
-        plan = plan_with_uid(config, name, idp_groups, uid)
+        plan = plan_with_uid(config, name, idp_groups, None)  # admission does not depend on ids
         if not plan.may_log_in:
             self.log.warning("qhub: refusing %s: not admitted by the config (identity-provider "
                              "groups: %s)", name, ", ".join(idp_groups) or "none")
             raise _refusal(name)
+        if not plan.in_config:  # only admitted users take a dynamic uid
+            previous = qhub_state(auth_model.get("auth_state")).get("uid")
+            uid = await REGISTRY.uid_for(config, name, db or self._qhub_db(),
+                                         recorded=previous if isinstance(previous, int) else None)
+            plan = plan_with_uid(config, name, idp_groups, uid)
         auth_state = dict(auth_model.get("auth_state") or {})
         auth_state[AUTH_STATE_KEY] = auth_state_summary(plan, idp_groups)
         auth_model["auth_state"] = auth_state

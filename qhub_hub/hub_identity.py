@@ -210,8 +210,9 @@ async def plan_for_hub_user(
     else:
         hub_groups = [g.name for g in getattr(user, "groups", [])]
         idp_groups = idp_groups_from_hub_groups(config, user.name, hub_groups)
-    if user.name in config.security.users:
-        return plan_with_uid(config, user.name, idp_groups, None)
+    plan = plan_with_uid(config, user.name, idp_groups, None)
+    if plan.in_config or not plan.may_log_in:  # config ids; or refused anyway: no uid taken
+        return plan
     recorded = state.get("uid") if isinstance(state.get("uid"), int) else None
     uid = await registry.uid_for(config, user.name, getattr(user, "db", None), recorded=recorded)
     if uid != recorded and auth_state:

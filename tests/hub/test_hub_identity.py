@@ -154,3 +154,14 @@ async def test_new_dynamic_uid_is_saved_into_auth_state(tmp_path):
 def test_config_path_from_environment(config_file, monkeypatch):
     monkeypatch.setenv("QHUB_CONFIG", os.fspath(config_file))
     assert get_config().security.users["bob"].uid == 3002
+
+
+async def test_users_the_config_refuses_take_no_uid(config_file):
+    config = get_config(config_file)  # unlisted users not admitted
+    registry = DynamicUidRegistry()
+    plan = await plan_for_hub_user(config, FakeHubUser("stranger", {"qhub": {"idp_groups": ["other"]}}),
+                                   registry=registry)
+    assert plan.may_log_in is False and registry.taken == {}
+    member = await plan_for_hub_user(config, FakeHubUser("mia", {"qhub": {"idp_groups": ["ml-team"]}}),
+                                     registry=registry)
+    assert registry.taken == {member.uid: "mia"}

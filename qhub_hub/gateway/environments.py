@@ -2,8 +2,8 @@
 
 conda-store lays a built environment out as ``<environments_root>/<namespace>/envs/<name>``; a
 user may use the environments of the namespaces in their plan (their own, their groups', the
-global one). `dask_gateway.worker_environments`, when not empty, narrows the choice to those
-names.
+global one), listed by `qhub_hub.conda_store.layout`. `dask_gateway.worker_environments`, when
+not empty, narrows the choice to those names.
 
 Package versions are read from the environment's files (``*.dist-info`` folders in its
 site-packages and the folders its ``.pth`` files name, then ``conda-meta/*.json`` file names).
@@ -48,21 +48,12 @@ EnvironmentLister = Callable[[QHubConfig, UserPlan], Sequence[WorkerEnvironment]
 def environments_on_disk(config: QHubConfig, plan: UserPlan) -> list[WorkerEnvironment]:
     """Every built environment in the plan's namespaces, in namespace order, then by name.
 
-    An environment counts as built when its ``bin/python`` exists.
+    The same listing as the kernels and the conda-store code use (`qhub_hub.conda_store.layout`):
+    an environment counts as built when its ``bin/python`` exists.
     """
-    root = Path(config.conda_store.environments_root)
-    found: list[WorkerEnvironment] = []
-    for namespace in dict.fromkeys(plan.environment_namespaces):  # keep order, drop repeats
-        envs = root / namespace / "envs"
-        try:
-            names = sorted(entry.name for entry in os.scandir(envs) if not entry.name.startswith("."))
-        except OSError:
-            continue
-        for name in names:
-            prefix = envs / name
-            if (prefix / "bin" / "python").exists():
-                found.append(WorkerEnvironment(namespace, name, prefix))
-    return found
+    from ..conda_store.layout import environments_for
+
+    return [WorkerEnvironment(e.namespace, e.name, e.prefix) for e in environments_for(config, plan)]
 
 
 def worker_environments(config: QHubConfig, plan: UserPlan,

@@ -196,11 +196,20 @@ def plan_for(
         mounts=tuple(mounts),
         jupyterlab_profiles=tuple(g.item for g in index.jupyterlab if g.admits(username, member_of)),
         dask_worker_profiles=tuple(g.name for g in index.dask_worker if g.admits(username, member_of)),
-        environment_namespaces=(safe, *sorted(member_of), config.conda_store.global_namespace),
+        environment_namespaces=_environment_namespaces(config, index, safe, member_of),
         admin=not index.admin_groups.isdisjoint(rw_names),
         may_log_in=user is not None or idp_mapped or sec.allow_unlisted_users,
         in_config=user is not None,
     )
+
+
+def _environment_namespaces(config: QHubConfig, index: ConfigIndex, safe: str,
+                            member_of: frozenset[str]) -> tuple[str, ...]:
+    """Own, groups', global; a Unix name that is also a group's or the global namespace is not
+    the user's own (they would otherwise see, and get mounted, a namespace that is not theirs)."""
+    glob = config.conda_store.global_namespace
+    own = () if safe in index.gids or safe == glob else (safe,)
+    return tuple(dict.fromkeys((*own, *sorted(member_of), glob)))
 
 
 def _dynamic_uid(config: QHubConfig, index: ConfigIndex, username: str, taken: Mapping[int, str]) -> int:

@@ -28,6 +28,7 @@ from traitlets import Bool, List, Unicode, default
 
 from .layout import EnvironmentRef, environments_in
 
+KERNEL_SPEC_MANAGER_CLASS = "qhub_hub.conda_store.kernels.CondaStoreKernelSpecManager"
 ROOT_VARIABLE = "QHUB_ENVIRONMENTS_ROOT"
 NAMESPACES_VARIABLE = "QHUB_ENVIRONMENT_NAMESPACES"
 _CLEAN_NAMESPACE = re.compile(r"^[a-z0-9_-]+$")
@@ -114,6 +115,13 @@ def environment_kernels(env: EnvironmentRef, display_name: str = "{environment} 
                   "metadata": metadata},
         ))
     return kernels
+
+
+def jupyter_server_args(include_server_kernels: bool = True) -> list[str]:
+    """Command-line options that make a user server (jupyterhub-singleuser, jupyter-lab) offer
+    the conda-store kernels; the spawners add them to the server's command."""
+    return [f"--ServerApp.kernel_spec_manager_class={KERNEL_SPEC_MANAGER_CLASS}",
+            f"--CondaStoreKernelSpecManager.include_server_kernels={include_server_kernels}"]
 
 
 class CondaStoreKernelSpecManager(KernelSpecManager):

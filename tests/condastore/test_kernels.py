@@ -25,6 +25,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from qhub_hub.conda_store.kernels import (
     CondaStoreKernelSpecManager,
     environment_kernels,
+    jupyter_server_args,
     kernel_name,
 )
 from qhub_hub.conda_store.layout import (
@@ -185,10 +186,7 @@ def jupyter_server(site, tmp_path) -> Iterator:
         procs.append(subprocess.Popen([
             sys.executable, "-m", "jupyter_server", "--ip=127.0.0.1", f"--port={port}",
             "--no-browser", "--allow-root", f"--ServerApp.root_dir={home}",
-            f"--IdentityProvider.token={token}",
-            "--ServerApp.kernel_spec_manager_class="
-            "qhub_hub.conda_store.kernels.CondaStoreKernelSpecManager",
-            f"--CondaStoreKernelSpecManager.include_server_kernels={include_server_kernels}",
+            f"--IdentityProvider.token={token}", *jupyter_server_args(include_server_kernels),
         ], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         url = f"http://127.0.0.1:{port}"
         wait_for_http(f"{url}/api/status?token={token}", timeout=60, ok_statuses=(200,))

@@ -102,13 +102,13 @@ class ClusterChoice:
 class _Choice(Select):
     """A Select whose refusal says who may not use what, and what they may use instead."""
 
-    def __init__(self, field: str, options: list[str], *, refusal: str, label: str):
-        self.refusal = refusal
+    def __init__(self, field: str, options: list[str], *, who: str, what: str, label: str):
+        self.who, self.what = who, what
         super().__init__(field, options, label=label)
 
     def validate(self, x: Any) -> str:
         if not isinstance(x, str) or x not in self.options:
-            raise OptionRefused(f"{self.refusal.format(value=x)} Choose one of: "
+            raise OptionRefused(f"{self.who!r} may not use the {self.what} {x!r}. Choose one of: "
                                 f"{', '.join(self.options)}.")
         return x
 
@@ -158,11 +158,16 @@ class QHubClusterOptions:
         idp_groups = idp_groups_from_hub_groups(config, name, sorted(getattr(user, "groups", ())))
         plan = plan_with_uid(config, name, idp_groups, None)
         if not plan.in_config and self.rendering == "local":
-            # The local spawner created the account with the uid the hub handed out: use it.
+            # The local spawner created the account with the uid the hub handed out: use it, when
+            # it is one the dynamic range could have given (anything else is not this user's).
             try:
-                plan = plan_with_uid(config, name, idp_groups, pwd.getpwnam(plan.unix_name).pw_uid)
+                uid = pwd.getpwnam(plan.unix_name).pw_uid
             except KeyError:
-                pass
+                uid = None
+            dyn = config.security.dynamic_ids
+            if (uid is not None and dyn.uid_start <= uid < dyn.uid_start + dyn.uid_count
+                    and uid not in config.index.config_uids):
+                plan = plan_with_uid(config, name, idp_groups, uid)
         if not plan.may_log_in:
             raise OptionRefused(f"{name!r} may not use this platform (not in security.users nor in a "
                                 "mapped group); ask an admin to add you.")
@@ -181,10 +186,8 @@ class QHubClusterOptions:
         envs = usable_environments(worker_environments(config, plan, self.environment_lister))
         fields: list[Field] = []
         if plan.dask_worker_profiles:
-            fields.append(_Choice(
-                "profile", list(plan.dask_worker_profiles), label="Worker profile",
-                refusal=f"{plan.username!r} may not use the worker profile {{value!r}}.",
-            ))
+            fields.append(_Choice("profile", list(plan.dask_worker_profiles), label="Worker profile",
+                                  who=plan.username, what="worker profile"))
         keys = [e.key for e in envs]
         fields.append(String("environment", default="", label="Environment (namespace/name; empty: "
                             f"{keys[0] if keys else 'none available'}). Yours: {', '.join(keys)}"))

@@ -450,3 +450,28 @@ def test_environment_lister_can_be_replaced(tmp_path: Path, root: Path) -> None:
                                  environment_lister=lister)
     assert request(factory, User("bob"))["environment"]["QHUB_DASK_ENVIRONMENT"] == "global/dask"
     assert seen == ["bob", "bob"]  # the form, then the handler re-derives
+
+
+@pytest.mark.usefixtures("require_root")
+def test_dynamic_user_runs_with_the_uid_of_their_account(tmp_path: Path, root: Path) -> None:
+    """A user from the identity provider (no security.users entry): the local spawner made their
+    account with the uid the hub handed out, which the gateway then uses; an account uid outside
+    the dynamic range is not taken."""
+    import subprocess
+
+    from .harness import UnixAccounts
+
+    factory = QHubClusterOptions(rendering="local", config_path=write_config(
+        tmp_path, root, security={"allow_unlisted_users": True,
+                                  "dynamic_ids": {"uid_start": 42600, "uid_count": 100}}))
+    hashed = request(factory, User("gwdyn"))["uid"]
+    assert 42600 <= hashed < 42700
+    account_uid = 42600 + (hashed - 42600 + 37) % 100  # another uid of the range
+    accounts = UnixAccounts({"gwdyn": 42950}, {"gwdyn": (account_uid, "gwdyn", [])}, homes=tmp_path / "h")
+    try:
+        accounts.create()
+        assert request(factory, User("gwdyn"))["uid"] == account_uid
+        subprocess.run(["usermod", "-u", "42001", "gwdyn"], check=True, capture_output=True)
+        assert request(factory, User("gwdyn"))["uid"] == hashed
+    finally:
+        accounts.remove()

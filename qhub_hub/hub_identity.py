@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -151,25 +151,6 @@ def idp_groups_from_hub_groups(
     return chosen
 
 
-class _OnlyThisUid(Mapping[int, str]):
-    """`taken_uids` under which `plan_for` can only land on `uid`: every other uid is taken."""
-
-    def __init__(self, uid: int, username: str):
-        self.uid, self.username = uid, username
-
-    def __getitem__(self, uid: int) -> str:
-        return self.username if uid == self.uid else "\0another user"
-
-    def get(self, uid: int, default: Any = None) -> Any:  # noqa: D102 - Mapping.get, fast path
-        return self[uid]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter((self.uid,))
-
-    def __len__(self) -> int:
-        return 1
-
-
 def with_admission(config: QHubConfig, plan: UserPlan, idp_groups: Iterable[str]) -> UserPlan:
     """`plan` with `may_log_in` also true for members of the GitHub config's
     `allowed_organizations` (``org`` or ``org:team``), which admit without mapping a group."""
@@ -190,7 +171,7 @@ def plan_with_uid(
     if uid is None or username in config.security.users:
         plan = plan_for(config, username, idp_groups)
     else:
-        plan = plan_for(config, username, idp_groups, taken_uids=_OnlyThisUid(uid, username))
+        plan = plan_for(config, username, idp_groups, dynamic_uid=uid)
     return with_admission(config, plan, idp_groups)
 
 

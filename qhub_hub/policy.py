@@ -133,11 +133,13 @@ def plan_for(
     groups_from_identity_provider: Iterable[str] = (),
     *,
     taken_uids: Mapping[int, str] | None = None,
+    dynamic_uid: int | None = None,
 ) -> UserPlan:
     """The plan for `username` given the groups their identity provider reports.
 
     `taken_uids` maps uids already handed to identity-provider users to their usernames; it only
-    matters for users not listed in `security.users`.
+    matters for users not listed in `security.users`. `dynamic_uid`, for such a user, is the uid
+    the hub already handed them (`qhub_hub.uid_registry`); it replaces the search.
     """
     index: ConfigIndex = config.index
     sec = config.security
@@ -161,7 +163,7 @@ def plan_for(
         rw.update(user.secondary_groups)
         ro.update(user.readonly_groups)
     else:
-        uid = _dynamic_uid(config, index, username, taken_uids or {})
+        uid = dynamic_uid if dynamic_uid is not None else _dynamic_uid(config, index, username, taken_uids or {})
         primary = sec.dynamic_ids.primary_group
         gid = uid if primary is None else index.gids[primary]
     rw.discard(primary)

@@ -48,6 +48,17 @@ def token_owner(hub_url: str, token: str) -> str | None:
         return None
 
 
+def mounted(path: Path) -> bool:
+    """Is something mounted at `path`? (os.path.ismount misses bind mounts within one filesystem)"""
+    wanted = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            point = line.split()[4]
+            if re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), point) == wanted:
+                return True
+    return False
+
+
 def prepare_home(account: dict, name: str, homes: Path, chroots: Path) -> None:
     """Create the home if the user never started a server, then bind-mount it into the chroot."""
     home = homes / account["home"]
@@ -59,7 +70,7 @@ def prepare_home(account: dict, name: str, homes: Path, chroots: Path) -> None:
     target = chroot / name
     target.mkdir(parents=True, exist_ok=True)
     os.chmod(chroot, 0o755)
-    if not os.path.ismount(target):
+    if not mounted(target):
         subprocess.run(["mount", "--bind", str(home), str(target)], check=True)
 
 

@@ -20,6 +20,7 @@ persisted; the hash rule then gives the same uid after a restart unless two name
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -34,6 +35,7 @@ class DynamicUidRegistry:
         self._by_uid: dict[int, str] = {}
         self._by_name: dict[str, int] = {}
         self._loaded = False
+        self._scan: asyncio.Future | None = None
 
     @property
     def taken(self) -> dict[int, str]:
@@ -52,10 +54,22 @@ class DynamicUidRegistry:
         return True
 
     async def load(self, db: Any) -> None:
-        """Read the recorded uids of every hub user once (decrypting their auth_state)."""
+        """Read the recorded uids of every hub user once (decrypting their auth_state); requests
+        arriving during the scan wait for the same scan."""
         if self._loaded or db is None:
             self._loaded = self._loaded or db is None
             return
+        if self._scan is None:
+            self._scan = asyncio.ensure_future(self._read(db))
+        scan = self._scan
+        try:
+            await asyncio.shield(scan)
+        except Exception:
+            if self._scan is scan:
+                self._scan = None  # try again at the next need
+            raise
+
+    async def _read(self, db: Any) -> None:
         from jupyterhub import orm
         from jupyterhub.crypto import EncryptionUnavailable, InvalidToken, decrypt
 

@@ -165,3 +165,34 @@ async def test_users_the_config_refuses_take_no_uid(config_file):
     member = await plan_for_hub_user(config, FakeHubUser("mia", {"qhub": {"idp_groups": ["ml-team"]}}),
                                      registry=registry)
     assert registry.taken == {member.uid: "mia"}
+
+
+async def test_concurrent_first_requests_share_one_scan_and_get_distinct_uids(tmp_path):
+    import asyncio
+
+    from jupyterhub import crypto, orm
+
+    config = small_range_config(tmp_path)
+    a, b = colliding_names(2, 3)
+    keeper = crypto.CryptKeeper.instance()
+    old_keys = keeper.keys
+    keeper.keys = [secrets.token_bytes(32)]
+    try:
+        db = orm.new_session_factory(f"sqlite:///{tmp_path / 'hub.sqlite'}")()
+        db.add(orm.User(name="someone", encrypted_auth_state=await crypto.encrypt({"qhub": {"uid": 500_002}})))
+        db.commit()
+        registry = DynamicUidRegistry()
+        scans = 0
+        read = registry._read
+
+        async def counting_read(db):
+            nonlocal scans
+            scans += 1
+            await read(db)
+
+        registry._read = counting_read
+        uids = await asyncio.gather(registry.uid_for(config, a, db), registry.uid_for(config, b, db))
+        assert scans == 1
+        assert sorted(uids) == [500_000, 500_001]  # 500_002 was already handed out
+    finally:
+        keeper.keys = old_keys

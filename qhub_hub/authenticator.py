@@ -108,6 +108,10 @@ class QHubAuthenticatorMixin(LoggingConfigurable):
         value = getattr(auth.config, key, None) if isinstance(auth, auth_type) else None
         return fallback if value is None else value
 
+    def qhub_scopes(self, auth_type: type, needed: list[str]) -> list[str]:
+        """The scopes qhub needs plus the config's extra `scope` entries."""
+        return list(dict.fromkeys([*needed, *self.qhub_auth_setting(auth_type, "scope", [])]))
+
     def check_allow_config(self) -> None:
         config = self.qhub_config  # fail at startup, not at the first login, on a broken config
         self.log.info("qhub: %d users and %d groups in the config; unlisted users %s",
@@ -245,7 +249,7 @@ class QHubGitHubOAuthenticator(QHubOAuthMixin, GitHubOAuthenticator):
 
     @default("scope")
     def _qhub_scope(self) -> list[str]:
-        return self.qhub_auth_setting(GitHubAuth, "scope") or ["read:user", "read:org"]
+        return self.qhub_scopes(GitHubAuth, ["read:user", "read:org"])
 
     @default("client_id")
     def _qhub_client_id(self) -> str:
@@ -317,7 +321,7 @@ class QHubAuth0OAuthenticator(QHubOAuthMixin, Auth0OAuthenticator):
 
     @default("scope")
     def _qhub_scope(self) -> list[str]:
-        return self.qhub_auth_setting(Auth0Auth, "scope") or ["openid", "email", "profile"]
+        return self.qhub_scopes(Auth0Auth, ["openid", "email", "profile"])
 
     @default("client_id")
     def _qhub_client_id(self) -> str:
@@ -367,7 +371,7 @@ class QHubGenericOAuthenticator(QHubOAuthMixin, GenericOAuthenticator):
 
     @default("scope")
     def _qhub_scope(self) -> list[str]:
-        return self.qhub_auth_setting(OIDCAuth, "scope") or ["openid", "profile", "email"]
+        return self.qhub_scopes(OIDCAuth, ["openid", "profile", "email"])
 
     @default("client_id")
     def _qhub_client_id(self) -> str:

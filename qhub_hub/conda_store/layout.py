@@ -82,15 +82,17 @@ def environments_for(config: QHubConfig, plan: UserPlan) -> list[EnvironmentRef]
 
 
 def dask_environments_for(config: QHubConfig, plan: UserPlan) -> list[EnvironmentRef]:
-    """The environments offered to the user's Dask clusters.
+    """The environments offered to the user's Dask clusters, in the order of the config.
 
-    `dask_gateway.worker_environments` names declared environments (global namespace); when it is
-    empty, every environment the user may use is offered.
+    `dask_gateway.worker_environments` names declared environments (global namespace) or
+    ``namespace/name``; only those the user may use are offered. Empty: every environment the
+    user may use.
     """
     visible = environments_for(config, plan)
     wanted = config.dask_gateway.worker_environments
     if not wanted:
         return visible
     glob = config.conda_store.global_namespace
-    by_name = {env.name: env for env in visible if env.namespace == glob}
-    return [by_name[name] for name in wanted if name in by_name]
+    by_label = {env.label: env for env in visible}
+    chosen = [by_label.get(item if "/" in item else f"{glob}/{item}") for item in wanted]
+    return list(dict.fromkeys(env for env in chosen if env is not None))

@@ -122,11 +122,11 @@ class CondaStoreProcess:
         raise TimeoutError("conda-store-worker")
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
+        for proc in reversed(self.procs):  # the worker first, killed: its queue is throwaway
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, signal.SIGKILL if proc is not self.procs[0] else signal.SIGTERM)
                 try:
-                    proc.wait(15)
+                    proc.wait(10)
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()

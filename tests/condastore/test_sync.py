@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 import yaml
 
 from qhub_hub.conda_store.client import AsyncCondaStoreClient, CondaStoreClient
-from qhub_hub.conda_store.hub_service import sync_when_ready
+from qhub_hub.conda_store.hub_service import start_background_sync, sync_when_ready
 from qhub_hub.conda_store.sync import (
     SyncReport,
     same_specification,
@@ -197,3 +198,18 @@ def test_a_dask_environment_must_hold_what_dask_needs(tmp_path):
     assert str(error.value).count("lacks") == 1
     assert ("environment 'analytics' runs Dask workers but lacks dask, distributed, dask-gateway"
             in str(error.value))
+
+
+def test_the_hub_starts_the_sync_in_the_background(conda_store, tmp_path, caplog):
+    config, names = config_with(tmp_path, "-bg"), declared("-bg")
+
+    async def run() -> SyncReport:
+        task = start_background_sync(config, url=conda_store.url, token=conda_store.hub_token)
+        assert not task.done()  # the caller goes on; the sync runs on the loop
+        return await task
+
+    with caplog.at_level(logging.INFO, logger="qhub_hub.conda_store"):
+        report = asyncio.run(run())
+    assert actions(report) == {name: "created" for name in names}
+    assert {f"conda-store global/{name}: created" for name in names} <= {
+        r.getMessage().split(" (build")[0] for r in caplog.records}

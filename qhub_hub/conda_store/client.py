@@ -194,7 +194,11 @@ class _Operations:
 
     def user_token(self, plan: UserPlan, expiration: datetime.datetime | None = None
                    ) -> Operation[str]:
-        """A token that reads exactly the plan's namespaces: the one a user server may hold."""
+        """A token that reads exactly the plan's namespaces: the one a user server may hold.
+
+        It cannot outlive the caller's token: with the hub's (predefined) token that is a day
+        from now, unless `expiration` is earlier.
+        """
         return (yield from self.create_token(plan.unix_name, reader_role_bindings(plan), expiration))
 
     def environments_for(self, config: QHubConfig, plan: UserPlan, *, built_only: bool = True

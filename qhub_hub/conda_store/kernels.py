@@ -163,8 +163,16 @@ class CondaStoreKernelSpecManager(KernelSpecManager):
         value = os.environ.get(NAMESPACES_VARIABLE, "")
         return [ns.strip() for ns in value.split(",") if ns.strip()]
 
+    _warned = False
+
     def environments(self) -> list[EnvironmentRef]:
         if not self.environments_root or not self.namespaces:
+            if not self._warned:
+                self._warned = True
+                self.log.warning(
+                    "No conda-store kernels: set $%s and $%s (the qhub-hub spawners do) or "
+                    "CondaStoreKernelSpecManager.environments_root and .namespaces",
+                    ROOT_VARIABLE, NAMESPACES_VARIABLE)
             return []
         return environments_in(self.environments_root, self.namespaces)
 

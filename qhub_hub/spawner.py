@@ -64,6 +64,8 @@ async def _plan_profile_list(spawner: QHubKubeSpawner) -> list[dict[str, Any]]:
 
 
 class QHubKubeSpawner(PlanSpawnerMixin, KubeSpawner):
+    qhub_gateway_knows_server_profiles = True
+
     storage_claim_name = Unicode(
         "qhub-storage",
         config=True,

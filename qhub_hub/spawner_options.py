@@ -45,6 +45,7 @@ from traitlets import Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .config import JupyterLabProfile, QHubConfig
+from .gateway.hub_service import user_server_environment
 from .hub_identity import get_config, plan_for_hub_user
 from .policy import UserPlan
 from .profile_choice import ProfileRefused, choose_profile
@@ -132,6 +133,8 @@ class PlanSpawnerMixin(LoggingConfigurable):
         "dask_gateway_address.",
     )
 
+    # True where the gateway's cluster options take `server_profile` (its Kubernetes rendering)
+    qhub_gateway_knows_server_profiles = False
     qhub_profile: JupyterLabProfile | None = None
     qhub_user_plan: UserPlan | None = None
 
@@ -224,12 +227,14 @@ class PlanSpawnerMixin(LoggingConfigurable):
         env = server_environment(config, plan)
         if self.dask_gateway_address and config.dask_gateway.enabled:
             address = self.dask_gateway_address
-            env.update({
-                "DASK_GATEWAY__ADDRESS": address,
-                "DASK_GATEWAY__PROXY_ADDRESS": self.dask_gateway_proxy_address or address,
-                "DASK_GATEWAY__PUBLIC_ADDRESS": self.dask_gateway_public_address or address,
-                "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
-            })
+            server_profile = self.qhub_profile.profile_slug if self.qhub_profile else None
+            env.update(user_server_environment(
+                address,
+                self.dask_gateway_proxy_address or address,
+                self.dask_gateway_public_address or address,
+                # workers use the notebook's image: only the Kubernetes rendering has images
+                server_profile=server_profile if self.qhub_gateway_knows_server_profiles else None,
+            ))
         return env
 
     def qhub_profile_environment(self) -> dict[str, str]:

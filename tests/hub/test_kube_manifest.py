@@ -81,7 +81,7 @@ async def manifest(spawner: QHubKubeSpawner, user_options: dict) -> dict[str, An
     return spawner.api.api_client.sanitize_for_serialization(pod)
 
 
-def hub_env(name: str, image: str) -> dict[str, str]:
+def hub_env(name: str, image: str, profile: str) -> dict[str, str]:
     scopes = f'["access:servers!server={name}/", "access:servers!user={name}"]'
     return {
         "JPY_API_TOKEN": "TOKEN", "JUPYTERHUB_ACTIVITY_URL": f"http://hub:8081/hub/api/users/{name}/activity",
@@ -96,6 +96,9 @@ def hub_env(name: str, image: str) -> dict[str, str]:
         "DASK_GATEWAY__ADDRESS": GATEWAY, "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
         "DASK_GATEWAY__PROXY_ADDRESS": "gateway://traefik-qhub-dask-gateway:80",
         "DASK_GATEWAY__PUBLIC_ADDRESS": "https://qhub.example.org/services/dask-gateway/",
+        # clusters default to the notebook's environment (a kernel sets it) and this profile's image
+        "DASK_GATEWAY__CLUSTER__OPTIONS__ENVIRONMENT": "{QHUB_DASK_ENVIRONMENT}", "QHUB_DASK_ENVIRONMENT": "",
+        "DASK_GATEWAY__CLUSTER__OPTIONS__SERVER_PROFILE": profile,
         "QHUB_ENVIRONMENTS_ROOT": "/home/conda", "QHUB_VIDEOCHAT_ROOM_PREFIX": "qhub",
         "QHUB_VIDEOCHAT_URL": "https://meet.jit.si", "LD_PRELOAD": "libnss_wrapper.so",
         "NSS_WRAPPER_GROUP": "/etc/qhub-nss/group", "NSS_WRAPPER_PASSWD": "/etc/qhub-nss/passwd",
@@ -116,9 +119,9 @@ NSS_MOUNT = {"mountPath": "/etc/qhub-nss", "name": "qhub-nss", "readOnly": True}
 
 
 def expected_pod(*, name: str, uid: int, gid: int, supplemental: list[int], image: str, env: dict[str, str],
-                 resources: dict, mounts: list[dict], init_args: list[str], passwd: str, group: str,
+                 profile: str, resources: dict, mounts: list[dict], init_args: list[str], passwd: str, group: str,
                  node_selector: dict | None = None, tolerations: list | None = None) -> dict[str, Any]:
-    env = {**hub_env(name, image), **env}
+    env = {**hub_env(name, image, profile), **env}
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "containers": [{
@@ -189,7 +192,7 @@ async def test_gpu_profile_for_an_ml_member(config_path):
     pod = await manifest(make_spawner(FakeHubUser("dave")), {"profile": "gpu"})
     image = "ghcr.io/acme/lab-gpu:2024.6"
     assert pod == expected_pod(
-        name="dave", uid=3004, gid=2005, supplemental=[2003], image=image,
+        name="dave", uid=3004, gid=2005, supplemental=[2003], image=image, profile="gpu",
         env={**identity("dave", 3004, "ml,users", "dave,ml,users,global"), "CUDA_VISIBLE_DEVICES": "all",
              "CPU_GUARANTEE": "3.0", "CPU_LIMIT": "4.0", "MEM_GUARANTEE": "10737418240",
              "MEM_LIMIT": "17179869184"},
@@ -211,7 +214,7 @@ async def test_gpu_profile_for_an_ml_member(config_path):
 async def test_read_only_member_gets_the_group_folder_read_only(config_path):
     pod = await manifest(make_spawner(FakeHubUser("erin")), {"profile": "small"})
     assert pod == expected_pod(
-        name="erin", uid=3005, gid=2005, supplemental=[2001, 2004], image=IMAGE,
+        name="erin", uid=3005, gid=2005, supplemental=[2001, 2004], image=IMAGE, profile="small",
         env={**identity("erin", 3005, "analysts,finance,users", "erin,analysts,finance,users,global"),
              "CPU_GUARANTEE": "0.5", "CPU_LIMIT": "1.0", "MEM_GUARANTEE": "1073741824",
              "MEM_LIMIT": "2147483648"},
@@ -234,7 +237,7 @@ async def test_identity_provider_user_with_a_recorded_dynamic_uid(config_path):
     user = FakeHubUser("gina", auth_state={"qhub": {"idp_groups": ["ml-team"], "uid": 200123}})
     pod = await manifest(make_spawner(user, image="ghcr.io/acme/lab:2024.6"), {"profile": "medium"})
     assert pod == expected_pod(
-        name="gina", uid=200123, gid=200123, supplemental=[2003], image="ghcr.io/acme/lab:2024.6",
+        name="gina", uid=200123, gid=200123, supplemental=[2003], image="ghcr.io/acme/lab:2024.6", profile="medium",
         env={**identity("gina", 200123, "ml", "gina,ml,global"), "CPU_GUARANTEE": "1.0", "CPU_LIMIT": "2.0",
              "MEM_GUARANTEE": "2147483648", "MEM_LIMIT": "4294967296"},
         resources={"limits": {"cpu": 2.0, "memory": 4294967296}, "requests": {"cpu": 1.0, "memory": 2147483648}},

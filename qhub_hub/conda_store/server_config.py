@@ -51,6 +51,10 @@ class CondaStoreServerSettings:
 
 def configure(c: Any, config: QHubConfig, settings: CondaStoreServerSettings) -> None:
     """Set conda-store's traitlets config `c` from the qhub config and `settings`."""
+    if settings.jupyterhub_url and not settings.oauth_client_secret:
+        raise ValueError("conda-store login through JupyterHub needs oauth_client_secret "
+                         "($CONDA_STORE_OAUTH_CLIENT_SECRET): the api_token of the hub's "
+                         "conda-store service")
     cs = config.conda_store
     c.CondaStoreServer.address = settings.address
     c.CondaStoreServer.port = settings.port
@@ -80,9 +84,6 @@ def configure(c: Any, config: QHubConfig, settings: CondaStoreServerSettings) ->
     c.RBACAuthorizationBackend.unauthenticated_role_bindings = {}
 
     if settings.jupyterhub_url:
-        if not settings.oauth_client_secret:
-            raise ValueError("conda-store login through JupyterHub needs oauth_client_secret: the "
-                             "api_token of the hub's conda-store service")
         hub = settings.jupyterhub_url.rstrip("/")
         api = (settings.jupyterhub_api_url or hub).rstrip("/")
         c.CondaStoreServer.authentication_class = AUTH_CLASS

@@ -13,7 +13,7 @@ import { IVideoChatConfig, fetchConfig } from './api';
 import { videoChatIcon } from './icon';
 import { VideoChatPanel } from './panel';
 
-export const COMMAND = 'qhub-videochat:open';
+const COMMAND = 'qhub-videochat:open';
 const CATEGORY = 'Video Chat';
 
 function addCommands(

@@ -154,6 +154,11 @@ REFUSED_VALUES = [
      "jupyterhub.singleuser.storage.type"),
     ("gateway off in the config only", {"qhub": {"dask_gateway": {"enabled": False}}}, "dask-gateway.enabled"),
     ("culling split", {"jupyterhub": {"cull": {"enabled": False}}}, "jupyterhub.cull.enabled"),
+    ("hub volumes replaced", {"jupyterhub": {"hub": {"extraVolumes": [{"name": "mine", "emptyDir": {}}]}}},
+     "jupyterhub.hub.extraVolumes"),
+    ("hub mounts replaced",
+     {"jupyterhub": {"hub": {"extraVolumeMounts": [{"name": "qhub-config", "mountPath": "/x"}]}}},
+     "keep the qhub-config and qhub-hub-settings"),
     ("a user with conda-store's uid", {"qhub": {"security": {"users": {"admin": {"uid": 1000}}}}},
      "qhub.security.users.admin.uid"),
 ]

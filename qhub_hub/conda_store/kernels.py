@@ -26,6 +26,7 @@ from typing import Any
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
 from traitlets import Bool, List, Unicode, default
 
+from ..gateway.hub_service import kernel_environment
 from .layout import EnvironmentRef, environments_in
 
 KERNEL_SPEC_MANAGER_CLASS = "qhub_hub.conda_store.kernels.CondaStoreKernelSpecManager"
@@ -81,7 +82,9 @@ def environment_kernels(env: EnvironmentRef, display_name: str = "{environment} 
     """The kernels one environment offers (none when it has neither kernel specs nor ipykernel)."""
     title = display_name.format(environment=env.name, namespace=env.namespace)
     path = os.environ.get("PATH", "") if path is None else path
-    run_env = {"CONDA_PREFIX": str(env.prefix), "PATH": f"{env.prefix / 'bin'}:{path}".rstrip(":")}
+    # QHUB_DASK_ENVIRONMENT: a GatewayCluster() made from this kernel runs its workers in this env
+    run_env = {"CONDA_PREFIX": str(env.prefix), "PATH": f"{env.prefix / 'bin'}:{path}".rstrip(":"),
+               **kernel_environment(str(env.prefix))}
     metadata = {"conda_store": {"namespace": env.namespace, "environment": env.name,
                                 "prefix": str(env.prefix)}}
     kernels: list[EnvironmentKernel] = []

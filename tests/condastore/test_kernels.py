@@ -131,7 +131,8 @@ def test_kernel_specs_run_the_environments_own_python(site):
     assert kernel.spec == {
         "argv": [str(dask.python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "dask (global)", "language": "python",
-        "env": {"CONDA_PREFIX": str(dask.prefix), "PATH": f"{dask.prefix}/bin:/usr/bin"},
+        "env": {"CONDA_PREFIX": str(dask.prefix), "PATH": f"{dask.prefix}/bin:/usr/bin",
+                "QHUB_DASK_ENVIRONMENT": str(dask.prefix)},  # clusters from this kernel use this env
         "metadata": {"debugger": True, "conda_store": {
             "namespace": "global", "environment": "dask", "prefix": str(dask.prefix)}},
     }
@@ -251,11 +252,12 @@ def test_a_kernel_runs_in_its_environment(site, jupyter_server):
         client.wait_for_ready(timeout=60)
         out: list[str] = []
         client.execute_interactive(
-            "import os, sys; print(sys.prefix, os.environ['CONDA_PREFIX'])", timeout=60,
+            "import os, sys; print(sys.prefix, os.environ['CONDA_PREFIX'], os.environ['QHUB_DASK_ENVIRONMENT'])",
+            timeout=60,
             output_hook=lambda msg: out.append(msg["content"].get("text", ""))
             if msg["msg_type"] == "stream" else None)
         prefix = str(root / "alice/envs/scratch")
-        assert "".join(out).split() == [prefix, prefix]
+        assert "".join(out).split() == [prefix, prefix, prefix]
     finally:
         client.stop_channels()
         api(url, token, f"/api/kernels/{kernel['id']}", "DELETE")

@@ -70,15 +70,16 @@ def configure_authenticator(c: Any, s: PlatformSettings, config: QHubConfig) -> 
 def configure_spawner(c: Any, s: PlatformSettings, config: QHubConfig, gateway: Any) -> None:
     c.JupyterHub.spawner_class = "qhub-local"
     c.QHubLocalSpawner.qhub_config_path = s.config_path
-    c.QHubLocalSpawner.shared_dir = s.shared_dir
+    # demo mode: nothing outside the state dir unless the admin chose a shared folder
+    c.QHubLocalSpawner.shared_dir = s.shared_dir or (str(s.demo_dir / "shared") if s.demo else "")
     c.QHubLocalSpawner.adopt_shared = s.adopt_shared
     c.QHubLocalSpawner.server_log_dir = str(s.log_dir / "servers")
     c.QHubLocalSpawner.demo_mode = s.demo
     c.QHubLocalSpawner.cgroup_name = s.cgroup_name
     if s.demo:
         c.QHubLocalSpawner.demo_home_root = str(s.demo_dir / "home")
-    elif config.ssh.enabled:
-        c.QHubLocalSpawner.ssh_env_dir = str(s.ssh_dir / "env")
+    else:
+        c.QHubLocalSpawner.session_env_dir = str(s.session_dir)
     c.Spawner.start_timeout = 180
     c.Spawner.http_timeout = 120
     scopes = list(DEFAULT_SERVER_SCOPES)

@@ -33,6 +33,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from .folders import FolderError, ensure_group_folder, ensure_shared_root, ensur
 from .gateway import forget_gateway, gateway_unavailable_reason, prepare_gateway
 from .hub_config import hub_config_file_text
 from .limits import CgroupLimiter
+from .session_env import ensure_profile_hook, session_environment, write_session_env
 from .settings import PlatformSettings
 
 DEMO_WARNING = """\
@@ -102,8 +104,9 @@ class Platform:
         s = self.settings
         return ssh.SshSettings(
             state_dir=s.ssh_dir, port=s.ssh_port or self.config.ssh.port, listen=s.ip or "0.0.0.0",
-            hub_api_url=s.hub_api_url, api_token_file=s.root / "ssh-api-token",
-            config_file=Path(s.config_path), log_dir=s.log_dir, run_dir=s.run_dir)
+            session_dir=s.session_dir, hub_api_url=s.hub_api_url, api_token_file=s.root / "ssh-api-token",
+            config_file=Path(s.config_path), log_dir=s.log_dir, run_dir=s.run_dir,
+            instance=s.instance)
 
     def sshd(self) -> procs.Component:
         s, settings = self.settings, self.ssh_settings()
@@ -202,7 +205,7 @@ def _make_dirs(s: PlatformSettings) -> None:
     # the state dir and ssh/gateway dirs are traversed by users (SSH session wrapper, gateway
     # clusters); hub data and logs are root-only
     for path, mode in ((s.root, 0o755), (s.hub_dir, 0o700), (s.log_dir, 0o700), (s.run_dir, 0o755),
-                       (s.ssh_dir, 0o755)):
+                       (s.ssh_dir, 0o755), (s.session_dir, 0o755)):
         path.mkdir(parents=True, exist_ok=True)
         os.chmod(path, mode)
 
@@ -238,10 +241,9 @@ def provision(platform: Platform) -> list[str]:
         except (AccountError, FolderError, AclError) as e:
             problems.append(f"security.users.{name}: {e}")
             continue
-        if platform.ssh_enabled:
-            env = {**platform.base_env(), **server_environment(config, plan), **env_extra}
-            env.pop("QHUB_CONFIG", None)
-            ssh.write_session_env(str(s.ssh_dir / "env"), plan.uid, ssh.session_environment(env))
+        env = {**platform.base_env(), **server_environment(config, plan), **env_extra}
+        env.pop("QHUB_CONFIG", None)
+        write_session_env(s.session_dir, plan.uid, session_environment(env))
     return problems
 
 
@@ -275,6 +277,7 @@ def up(settings: PlatformSettings, out: Any = sys.stdout) -> Platform:
         forget_gateway(settings)
 
     if not settings.demo:
+        ensure_profile_hook()
         problems = provision(platform)
         if problems:
             raise PlatformError("the machine's accounts or folders do not match the config; nothing "
@@ -340,9 +343,12 @@ def stop_servers(platform: Platform, timeout: float = 90, out: Any = sys.stdout)
             print(f"warning: cannot list servers through the hub ({e}); stopping them directly", file=out)
             servers = None
         if servers is not None:
-            for user, name in servers:
-                path = f"/users/{urllib.parse.quote(user, safe='')}/servers/{urllib.parse.quote(name, safe='')}"
-                platform.api("DELETE", path if name else f"/users/{urllib.parse.quote(user, safe='')}/server")
+            def stop_one(server: tuple[str, str]) -> None:
+                user, name = (urllib.parse.quote(part, safe="") for part in server)
+                platform.api("DELETE", f"/users/{user}/servers/{name}" if name else f"/users/{user}/server")
+
+            with ThreadPoolExecutor(max_workers=16) as pool:  # each DELETE waits for its stop
+                list(pool.map(stop_one, servers))
             deadline = time.monotonic() + timeout
             while servers and time.monotonic() < deadline:
                 time.sleep(0.5)

@@ -69,6 +69,10 @@ class PlatformSettings:
         return self.root / "ssh"
 
     @property
+    def session_dir(self) -> Path:
+        return self.root / "sessions"
+
+    @property
     def gateway_dir(self) -> Path:
         return self.root / "gateway"
 

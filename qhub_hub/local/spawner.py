@@ -11,7 +11,8 @@ also offers only the allowed profiles and refuses others with 403/400):
    incomplete switch fails the spawn, nothing runs with other ids), in the home, with the root-owned
    single-user environment of the hub (`cmd`), and inside a cgroup holding the profile's memory and
    CPU limits (`limits.py`);
-4. its environment (minus secrets) is written for SSH sessions of the same user (`ssh.py`).
+4. its environment (minus secrets) is written for the user's terminals and SSH sessions
+   (`session_env.py`).
 
 Servers survive a hub restart (the pid and cgroups are in the spawner state).
 
@@ -39,7 +40,8 @@ from .acl import AclError
 from .folders import FolderError, ensure_user_folders, user_folders
 from .limits import CgroupLimiter, CgroupPlan, Limits, rlimit_fallback
 from .process import ProcessSpec, ProcessStartError, close_gate, open_gate, start_process
-from .ssh import session_environment, write_session_env
+from .session_env import VARIABLE as SESSION_ENV_VARIABLE
+from .session_env import env_file, session_environment, write_session_env
 
 PROFILE_TRAITS = ("mem_limit", "mem_guarantee", "cpu_limit", "cpu_guarantee", "default_url",
                   "start_timeout")
@@ -90,11 +92,12 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
         config=True,
         help="Name of the cgroup, below the hub's own, that holds one cgroup per user server.",
     )
-    ssh_env_dir = Unicode(
+    session_env_dir = Unicode(
         "",
         config=True,
-        help="Folder where each user's server environment (without tokens) is written for their "
-        "SSH sessions, as <uid>.env. Empty (default): not written.",
+        help="Folder where each user's server environment (without tokens) is written as <uid>.env "
+        "for their other shells: JupyterLab terminals (login shells reset PATH) and SSH sessions. "
+        "Empty (default): not written.",
     )
     demo_mode = Bool(
         config=True,
@@ -126,6 +129,11 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
     @default("default_url")
     def _default_url_default(self) -> str:
         return "/lab"
+
+    def get_args(self) -> list[str]:
+        # stop promptly on the hub's SIGINT: without a terminal, Jupyter Server would otherwise ask
+        # "Shut down this Jupyter server (y/[n])?" and carry on
+        return [*super().get_args(), "--ServerApp.answer_yes=True"]
 
     _prepared: Prepared | None = None
     cgroups: tuple[str, ...] = ()
@@ -174,8 +182,9 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
         if self.port == 0:
             self.port = random_port()
         env = self.get_env()
-        if self.ssh_env_dir and not self.demo_mode:
-            await asyncio.to_thread(write_session_env, self.ssh_env_dir, plan.uid,
+        if self.session_env_dir and not self.demo_mode:
+            env[SESSION_ENV_VARIABLE] = str(env_file(self.session_env_dir, plan.uid))
+            await asyncio.to_thread(write_session_env, self.session_env_dir, plan.uid,
                                     session_environment(env))
         spec, cgroup = self._process_spec(plan, env)
         log_path = None

@@ -16,20 +16,18 @@ Login:
 
 Sessions are ordinary sshd sessions of the user's account (uid, primary gid, groups from
 /etc/group: the same as their server), started through a small wrapper that loads the environment
-their notebook server had (`write_session_env`, without tokens) before running the shell or the
+their notebook server had (`session_env.py`, without tokens) before running the shell or the
 command. sftp, scp and VS Code Remote-SSH work as with any OpenSSH server.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,40 +35,10 @@ SSHD = "/usr/sbin/sshd"
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 PAM_DIR = Path("/etc/pam.d")
 PRIVSEP_DIR = Path("/run/sshd")
-_SECRET_ENV = re.compile(r"^(JUPYTERHUB_|JPY_)|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
-_SESSION_SKIP = {"HOME", "USER", "LOGNAME", "SHELL", "PWD", "TERM", "MAIL", "SSH_AUTH_SOCK"}
-
-
-def session_environment(server_env: Mapping[str, str]) -> dict[str, str]:
-    """What an SSH session takes from the server's environment: all but tokens and login vars."""
-    return {k: v for k, v in server_env.items()
-            if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)
-            and not _SECRET_ENV.search(k) and k not in _SESSION_SKIP}
-
-
-def render_session_env(env: Mapping[str, str]) -> str:
-    lines = ["# qhub-hub: the environment of this user's notebook server, for SSH sessions"]
-    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
-    return "\n".join(lines) + "\n"
-
-
-def write_session_env(env_dir: str, uid: int, env: Mapping[str, str]) -> None:
-    """Write ``<env_dir>/<uid>.env`` (readable by that uid only), atomically."""
-    os.makedirs(env_dir, mode=0o755, exist_ok=True)
-    path = Path(env_dir, f"{uid}.env")
-    tmp = Path(env_dir, f".{uid}.env.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
-    with os.fdopen(fd, "w") as f:
-        f.write(render_session_env(env))
-        if os.geteuid() == 0:
-            os.fchown(f.fileno(), uid, -1)
-    os.replace(tmp, path)
-
-
 @dataclass(frozen=True)
 class SshSettings:
-    state_dir: Path  # <state>/ssh: config, keys, wrapper, env files
+    state_dir: Path  # <state>/ssh: config, keys, wrapper
+    session_dir: Path  # the users' session environments (session_env.py)
     port: int
     listen: str
     hub_api_url: str
@@ -78,10 +46,7 @@ class SshSettings:
     config_file: Path  # the qhub config
     log_dir: Path
     run_dir: Path
-
-    @property
-    def instance(self) -> str:
-        return hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:8]
+    instance: str  # short id of the platform: names its PAM service and sshd link
 
     @property
     def service(self) -> str:
@@ -104,9 +69,6 @@ class SshSettings:
     def session_wrapper(self) -> Path:
         return self.state_dir / "session"
 
-    @property
-    def env_dir(self) -> Path:
-        return self.state_dir / "env"
 
     @property
     def check_settings(self) -> Path:
@@ -176,8 +138,9 @@ def render_session_wrapper(s: SshSettings) -> str:
 #!/bin/sh
 # qhub-hub: every SSH session (shell, command, sftp) starts here, as the user, with the
 # environment of the user's notebook server.
-env_file={shlex.quote(str(s.env_dir))}/$(id -u).env
-if [ -r "$env_file" ]; then . "$env_file"; fi
+QHUB_SESSION_ENV={shlex.quote(str(s.session_dir))}/$(id -u).env
+export QHUB_SESSION_ENV
+if [ -r "$QHUB_SESSION_ENV" ]; then . "$QHUB_SESSION_ENV"; fi
 cd "$HOME" 2>/dev/null || cd /
 if [ -n "$SSH_ORIGINAL_COMMAND" ]; then exec "${{SHELL:-/bin/sh}}" -c "$SSH_ORIGINAL_COMMAND"; fi
 exec "${{SHELL:-/bin/sh}}" -l
@@ -191,7 +154,7 @@ def check_settings(s: SshSettings) -> dict[str, str]:
 
 def prepare(s: SshSettings) -> None:
     """Write config, keys, PAM service, wrapper and checker settings (as root)."""
-    for path in (s.state_dir, s.env_dir):
+    for path in (s.state_dir, s.session_dir):
         path.mkdir(mode=0o755, parents=True, exist_ok=True)
         os.chmod(path, 0o755)  # the session wrapper and env files are read by users
     s.run_dir.mkdir(mode=0o755, parents=True, exist_ok=True)

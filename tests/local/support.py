@@ -234,12 +234,12 @@ class Platform:
             conn.close()
             await asyncio.to_thread(self.server_request, name, token, "DELETE",
                                     f"api/terminals/{term['name']}")
-        body = output[:found.start()]
-        # drop the echoed command line
-        echoed = body.find(f"echo {marker}")
-        if echoed != -1:
-            body = body[body.find("\n", echoed) + 1:]
-        return int(found.group(1)), re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "", body)
+        text = re.sub(r"\x1b\][^\x07]*\x07|\x1b\[[0-9;?]*[A-Za-z]|\r", "", output)
+        end = re.search(rf"{marker}=(\d+)=", text)
+        # the command line as echoed (twice when typed before the prompt: tty, then readline)
+        echoed = text.rfind(f"{marker}=$?=", 0, end.start())
+        start = text.find("\n", echoed) + 1 if echoed != -1 else 0
+        return int(end.group(1)), text[start:end.start()]
 
 
 def remove_tree(path: Path) -> None:

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qhub_hub.local.ssh import (
-    SshSettings,
-    render_pam_service,
-    render_session_env,
-    render_sshd_config,
-    session_environment,
-)
+from qhub_hub.local.session_env import render_session_env, session_environment
+from qhub_hub.local.ssh import SshSettings, render_pam_service, render_sshd_config
 from qhub_hub.local.ssh_check import check_token
 
-SETTINGS = SshSettings(state_dir=Path("/var/lib/qhub-hub/ssh"), port=8022, listen="0.0.0.0",
+SETTINGS = SshSettings(state_dir=Path("/var/lib/qhub-hub/ssh"), session_dir=Path("/var/lib/qhub-hub/sessions"),
+                       port=8022, listen="0.0.0.0",
                        hub_api_url="http://127.0.0.1:8081/hub/api",
                        api_token_file=Path("/var/lib/qhub-hub/ssh-api-token"),
                        config_file=Path("/etc/qhub/config.yaml"), log_dir=Path("/var/lib/qhub-hub/logs"),
-                       run_dir=Path("/var/lib/qhub-hub/run"))
+                       run_dir=Path("/var/lib/qhub-hub/run"), instance="0123abcd")
 
 
 def test_sessions_get_the_server_environment_without_secrets():
@@ -41,8 +37,9 @@ def test_sshd_config_is_its_own():
 
 
 def test_pam_service_is_named_after_the_state_dir():
-    assert SETTINGS.service == f"qhub-sshd-{SETTINGS.instance}" and len(SETTINGS.instance) == 8
-    assert SETTINGS.pam_file == Path(f"/etc/pam.d/{SETTINGS.service}")
+    assert SETTINGS.service == "qhub-sshd-0123abcd"
+    assert SETTINGS.pam_file == Path("/etc/pam.d/qhub-sshd-0123abcd")
+    assert SETTINGS.sshd_link == Path("/var/lib/qhub-hub/ssh/qhub-sshd-0123abcd")
     lines = [line.split() for line in render_pam_service(SETTINGS).splitlines() if not line.startswith("#")]
     assert [line[:3] for line in lines] == [
         ["auth", "required", "pam_exec.so"], ["auth", "optional", "pam_permit.so"],

@@ -92,6 +92,9 @@ def test_gateway_api_config(name, tmp_path):
     c = run_config_file(shipped, env)
 
     assert c.KubeBackend.gateway_instance == "dask-gateway"  # the chart's config ran first
+    # ... and qhub's subclasses replace its backend (cluster limit) and authenticator (401s)
+    assert c.DaskGateway.backend_class == "qhub_hub.gateway.kube_backend.QHubKubeBackend"
+    assert c.DaskGateway.authenticator_class == "qhub_hub.gateway.auth.QHubJupyterHubAuthenticator"
     options = c.Backend.cluster_options
     assert isinstance(options, QHubClusterOptions)
     assert options.rendering == "kubernetes"

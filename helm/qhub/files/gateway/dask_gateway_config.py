@@ -19,6 +19,13 @@ CHART_CONFIG = Path(os.environ.get("QHUB_DASK_GATEWAY_CHART_CONFIG",
 exec(compile(CHART_CONFIG.read_text(), str(CHART_CONFIG), "exec"),
      {"c": c, "__file__": str(CHART_CONFIG), "__name__": "dask_gateway_chart_config"})
 
+# qhub's subclasses of what the chart configured: the backend enforces
+# dask_gateway.max_clusters_per_user; the authenticator answers a token the hub rejects with 401.
+if c.DaskGateway.backend_class == "dask_gateway_server.backends.kubernetes.KubeBackend":
+    c.DaskGateway.backend_class = "qhub_hub.gateway.kube_backend.QHubKubeBackend"
+if c.DaskGateway.authenticator_class == "dask_gateway_server.auth.JupyterHubAuthenticator":
+    c.DaskGateway.authenticator_class = "qhub_hub.gateway.auth.QHubJupyterHubAuthenticator"
+
 c.Backend.cluster_options = QHubClusterOptions(
     rendering="kubernetes",
     kubernetes=KubernetesSettings(

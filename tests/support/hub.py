@@ -12,24 +12,21 @@ the generated jupyterhub_config.py; `env` adds environment variables for the hub
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import textwrap
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from .net import free_port, wait_for_http
+from .process import LoggedProcess, request_json
 
 PREFIX_BIN = Path(sys.executable).parent  # configurable-http-proxy is linked here by setup.sh
 
 
-class HubProcess:
+class HubProcess(LoggedProcess):
     def __init__(self, workdir: Path, extra_config: str = "", env: dict[str, str] | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -40,8 +37,7 @@ class HubProcess:
         self.proxy_api_port = free_port()
         self.admin_token = secrets.token_hex(16)
         self.proxy_token = secrets.token_hex(16)
-        self.log_path = self.workdir / "jupyterhub.log"
-        self.proc: subprocess.Popen | None = None
+        super().__init__(self.workdir / "jupyterhub.log")
 
     @property
     def url(self) -> str:
@@ -71,11 +67,7 @@ class HubProcess:
         config.write_text(self.config_text())
         env = {**os.environ, "CONFIGPROXY_AUTH_TOKEN": self.proxy_token, **self.env}
         env["PATH"] = f"{PREFIX_BIN}:{env.get('PATH', '')}"
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(config)],
-            cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        self.launch([sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=self.workdir, env=env)
         try:
             wait_for_http(f"{self.url}/hub/api/", timeout=timeout, ok_statuses=(200,))
         except TimeoutError:
@@ -84,14 +76,7 @@ class HubProcess:
         return self
 
     def stop(self, timeout: float = 30) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
+        super().stop(timeout)
         pid_file = self.workdir / "proxy.pid"  # the proxy outlives a killed hub; don't leak it
         if pid_file.exists():
             try:
@@ -99,26 +84,10 @@ class HubProcess:
             except (ValueError, ProcessLookupError, PermissionError):
                 pass
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
     def api(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
         """Call the hub REST API (`path` below /hub/api); returns (status, parsed JSON or text)."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"{self.url}/hub/api{path}", data=data, method=method,
-            headers={"Authorization": f"token {token or self.admin_token}",
-                     "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=60) as r:
-                status, raw = r.status, r.read()
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read()
-        try:
-            return status, json.loads(raw) if raw else None
-        except ValueError:
-            return status, raw.decode(errors="replace")
+        return request_json(method, f"{self.url}/hub/api{path}", body,
+                            {"Authorization": f"token {token or self.admin_token}"})
 
     def __enter__(self) -> HubProcess:
         return self.start()

@@ -11,18 +11,14 @@ applies: the one `pip install` of the extension wrote.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import signal
-import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from tests.support.net import free_port, wait_for_http
+from tests.support.process import LoggedProcess, request_json
 
 PREFIX_BIN = Path(sys.executable).parent
 
@@ -48,7 +44,7 @@ def clean_environment(workdir: Path, env: dict[str, str]) -> dict[str, str]:
     }
 
 
-class JupyterProcess:
+class JupyterProcess(LoggedProcess):
     def __init__(
         self,
         workdir: Path,
@@ -65,8 +61,7 @@ class JupyterProcess:
         self.extra_args = extra_args
         self.port = free_port()
         self.token = secrets.token_hex(16)
-        self.log_path = self.workdir / f"jupyter-{app}.log"
-        self.proc: subprocess.Popen | None = None
+        super().__init__(self.workdir / f"jupyter-{app}.log")
 
     @property
     def url(self) -> str:
@@ -81,30 +76,13 @@ class JupyterProcess:
         ]
         if os.geteuid() == 0:
             args.append("--allow-root")
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            args, cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.launch(args, cwd=self.workdir, env=self.env)
         try:
             wait_for_http(f"{self.url}api", timeout=timeout, ok_statuses=(200,))
         except TimeoutError:
             self.stop()
             raise RuntimeError(f"jupyter {self.app} did not start; log:\n{self.log()[-4000:]}") from None
         return self
-
-    def stop(self, timeout: float = 30) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def api(
         self, method: str, path: str, body: Any = None, token: str | None = "default"
@@ -113,20 +91,10 @@ class JupyterProcess:
 
         `token=None` sends no credentials; the default sends the server's token.
         """
-        headers = {"Content-Type": "application/json"}
+        headers = {}
         if token is not None:
             headers["Authorization"] = f"token {self.token if token == 'default' else token}"
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as r:
-                status, raw = r.status, r.read()
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read()
-        try:
-            return status, json.loads(raw) if raw else None
-        except ValueError:
-            return status, raw.decode(errors="replace")
+        return request_json(method, self.url + path, body, headers, timeout=30)
 
     def __enter__(self) -> JupyterProcess:
         return self.start()

@@ -9,6 +9,12 @@ What is managed: the config's groups, the user's uid, primary gid, home and shel
 memberships in config groups (read-write memberships only; read-only members are not in the group,
 they get read access to the group's folder through an ACL). Memberships in groups outside the config
 are left alone.
+
+Unix group names: a config group is the Unix group of the same name, except when that name belongs
+to one of the machine's system groups (gid below 1000) with another gid — Debian ships ``users``
+(gid 100) and ``staff`` (50). The platform never takes over a system group; the config's gid then
+gets the Unix name ``qhub-<name>`` (`unix_group_name`). The ids, which are what permissions use, are
+always the config's.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from dataclasses import dataclass
 from ..policy import UserPlan
 
 SHELL = "/bin/bash"
+SYSTEM_GID_MAX = 999
+RENAMED_PREFIX = "qhub-"
 # useradd/usermod/groupadd rewrite /etc/passwd and /etc/group under a lock file; concurrent spawns
 # in one hub are serialised here, other processes by the tools' own lock (retried below).
 _LOCK = threading.Lock()
@@ -69,19 +77,34 @@ def gecos(username: str) -> str:
     return "".join(c if c.isprintable() and c not in ":,=\\" else "?" for c in username)[:200]
 
 
-def ensure_groups(groups: Mapping[str, int]) -> list[str]:
+def unix_group_name(name: str, gid: int) -> str:
+    """The Unix name of config group `name` on this machine (see the module docstring)."""
+    try:
+        existing = grp.getgrnam(name)
+    except KeyError:
+        return name
+    if existing.gr_gid != gid and existing.gr_gid <= SYSTEM_GID_MAX:
+        return RENAMED_PREFIX + name
+    return name
+
+
+def ensure_groups(groups: Mapping[str, int]) -> dict[str, str]:
     """Create missing groups with their gids; refuse a name or gid already used otherwise.
 
-    Returns the names created.
+    Returns config name -> Unix group name.
     """
-    created = []
+    names = {}
     with _LOCK:
         for name, gid in sorted(groups.items()):
-            if _check_group(name, gid):
-                continue
-            _run(["groupadd", "--gid", str(gid), name])
-            created.append(name)
-    return created
+            unix = unix_group_name(name, gid)
+            if len(unix) > 32:
+                raise AccountError(
+                    f"the config group {name!r} needs the Unix name {unix!r} ({name!r} is a system "
+                    f"group of this machine), which is longer than 32 characters; shorten the name")
+            if not _check_group(unix, gid, name):
+                _run(["groupadd", "--gid", str(gid), unix])
+            names[name] = unix
+    return names
 
 
 def ensure_account(spec: AccountSpec, managed_groups: Mapping[str, int]) -> bool:
@@ -91,7 +114,9 @@ def ensure_account(spec: AccountSpec, managed_groups: Mapping[str, int]) -> bool
     are removed (a user who left a group loses it), memberships in other groups are kept.
     Returns True when the account was created.
     """
-    ensure_groups({**spec.all_groups})
+    unix = ensure_groups({**spec.all_groups})
+    managed = {unix_group_name(name, gid) for name, gid in managed_groups.items()}
+    wanted = {unix[name] for name, _ in spec.groups}
     with _LOCK:
         existing = _passwd(spec.name)
         if existing is None:
@@ -107,8 +132,8 @@ def ensure_account(spec: AccountSpec, managed_groups: Mapping[str, int]) -> bool
             cmd = ["useradd", "--uid", str(spec.uid), "--gid", str(spec.gid), "--no-user-group",
                    "--home-dir", spec.home, "--no-create-home", "--shell", SHELL,
                    "--comment", spec.comment]
-            if spec.groups:
-                cmd += ["--groups", ",".join(name for name, _ in spec.groups)]
+            if wanted:
+                cmd += ["--groups", ",".join(sorted(wanted))]
             _run([*cmd, spec.name])
             return True
         if existing.pw_uid != spec.uid or existing.pw_gid != spec.gid:
@@ -123,8 +148,7 @@ def ensure_account(spec: AccountSpec, managed_groups: Mapping[str, int]) -> bool
                 f"it at {spec.home!r} (storage.home_root); move it (usermod -d {spec.home} -m "
                 f"{spec.name}) or change storage.home_root")
         current = {g.gr_name for g in grp.getgrall() if spec.name in g.gr_mem}
-        wanted = {name for name, _ in spec.groups}
-        unmanaged = {g for g in current if g not in managed_groups}
+        unmanaged = {g for g in current if g not in managed}
         if current != wanted | unmanaged:
             _run(["usermod", "--groups", ",".join(sorted(wanted | unmanaged)), spec.name])
         return False
@@ -143,7 +167,7 @@ def remove_account(name: str, groups: Mapping[str, int] | None = None) -> None:
             _run(["groupdel", group])
 
 
-def _check_group(name: str, gid: int) -> bool:
+def _check_group(name: str, gid: int, config_name: str) -> bool:
     """True if the group exists with this gid; AccountError if name or gid are used otherwise."""
     try:
         by_name = grp.getgrnam(name)
@@ -153,7 +177,7 @@ def _check_group(name: str, gid: int) -> bool:
         if by_name.gr_gid != gid:
             raise AccountError(
                 f"the group {name!r} exists with gid {by_name.gr_gid}, but the config says {gid}; "
-                f"set security.groups.{name}.gid to {by_name.gr_gid} or renumber the group "
+                f"set security.groups.{config_name}.gid to {by_name.gr_gid} or renumber the group "
                 f"(groupmod -g {gid} {name})")
         return True
     try:
@@ -161,8 +185,8 @@ def _check_group(name: str, gid: int) -> bool:
     except KeyError:
         return False
     raise AccountError(
-        f"gid {gid} (config group {name!r}) already belongs to the group {by_gid.gr_name!r}; give "
-        f"{name!r} another gid in security.groups or remove the group {by_gid.gr_name!r}")
+        f"gid {gid} (config group {config_name!r}) already belongs to the group {by_gid.gr_name!r}; "
+        f"give {config_name!r} another gid in security.groups or remove the group {by_gid.gr_name!r}")
 
 
 def _passwd(name: str) -> pwd.struct_passwd | None:

@@ -80,8 +80,10 @@ def configure_spawner(c: Any, s: PlatformSettings, config: QHubConfig, gateway: 
         c.QHubLocalSpawner.demo_home_root = str(s.demo_dir / "home")
     else:
         c.QHubLocalSpawner.session_env_dir = str(s.session_dir)
-    c.Spawner.start_timeout = 180
-    c.Spawner.http_timeout = 120
+    # one machine, many users logging in at once (a class starting): servers start slowly rather
+    # than fail; 50 at once take about 2 minutes on 2 cores (benchmarks/spawn.py)
+    c.Spawner.start_timeout = 300
+    c.Spawner.http_timeout = 300
     scopes = list(DEFAULT_SERVER_SCOPES)
     if gateway is not None:
         from ..gateway.hub_service import gateway_server_token_scopes

@@ -210,15 +210,19 @@ def _make_dirs(s: PlatformSettings) -> None:
         os.chmod(path, mode)
 
 
-def provision(platform: Platform) -> list[str]:
+def provision(platform: Platform, out: Any = sys.stdout) -> list[str]:
     """Groups, accounts and folders of every user in security.users; returns problems (if any)."""
     config, s = platform.config, platform.settings
     problems: list[str] = []
     groups = {name: g.gid for name, g in config.security.groups.items()}
     try:
-        ensure_groups(groups)
+        names = ensure_groups(groups)
     except AccountError as e:
         return [str(e)]
+    for name, unix in names.items():
+        if unix != name:
+            print(f"note: {name!r} is a system group of this machine, so the config group {name!r} "
+                  f"(gid {groups[name]}) is the Unix group {unix!r}", file=out)
     shared_dir = s.shared_dir or None
     env_extra: dict[str, str] = {}
     from .gateway import load_embedded_gateway
@@ -278,7 +282,7 @@ def up(settings: PlatformSettings, out: Any = sys.stdout) -> Platform:
 
     if not settings.demo:
         ensure_profile_hook()
-        problems = provision(platform)
+        problems = provision(platform, out)
         if problems:
             raise PlatformError("the machine's accounts or folders do not match the config; nothing "
                                 "was started:\n  - " + "\n  - ".join(problems))

@@ -8,7 +8,14 @@ import subprocess
 import pytest
 
 from qhub_hub.config import load_config
-from qhub_hub.local.accounts import AccountError, AccountSpec, account_spec, ensure_account, ensure_groups
+from qhub_hub.local.accounts import (
+    AccountError,
+    AccountSpec,
+    account_spec,
+    ensure_account,
+    ensure_groups,
+    unix_group_name,
+)
 from qhub_hub.policy import plan_for
 
 from .support import GROUPS, USERS, public_dir, remove_lt_accounts, remove_tree, write_config
@@ -87,3 +94,14 @@ def test_uid_held_by_another_account_is_refused(config):
     with pytest.raises(AccountError, match="uid 41001 .for user 'ltalice'. already belongs to the account "
                                            "'ltsquatter'"):
         ensure_account(account_spec(plan_for(config, "ltalice", ())), GROUPS)
+
+
+def test_a_system_group_of_the_same_name_is_never_taken_over():
+    # Debian's `users` group has gid 100; a config group `users` with another gid gets another name
+    assert unix_group_name("users", 100) == "users"
+    assert unix_group_name("users", 41110) == "qhub-users"
+    assert unix_group_name("ltnew", 41111) == "ltnew"
+
+
+def test_groups_report_their_unix_names(config):
+    assert ensure_groups(GROUPS) == {"ltanalysts": "ltanalysts", "ltml": "ltml", "ltusers": "ltusers"}

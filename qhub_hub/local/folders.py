@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,9 @@ from ..policy import UserPlan
 from . import acl
 
 log = logging.getLogger(__name__)
+# ACL changes read, modify and write a whole ACL: two spawns granting two users at once must not
+# lose one of the entries
+_ACL_LOCK = threading.Lock()
 
 MARKER = ".qhub-hub-shared"  # written into a shared folder qhub-hub created or adopted
 GROUP_DEFAULT_ACL = "d:u::rwx,d:g::rwx,d:m::rwx,d:o::---"
@@ -157,12 +161,18 @@ def ensure_group_folder(folder: Folder) -> None:
                 f"the group folder {path} belongs to uid {st.st_uid}, not root: someone created it "
                 f"before qhub-hub; move it away (and its content into a new {path} if wanted)")
         _set_owner_mode(fd, st, folder, str(path))
-        if not acl.has_default_acl(fd):
-            acl.setfacl([fd], "-m", GROUP_DEFAULT_ACL, what=str(path))
+        with _ACL_LOCK:
+            if not acl.has_default_acl(fd):
+                acl.setfacl([fd], "-m", GROUP_DEFAULT_ACL, what=str(path))
 
 
 def set_readonly_member(path: str, uid: int, readonly: bool) -> None:
     """Give `uid` read access to a group folder's tree (readonly=True) or remove it."""
+    with _ACL_LOCK:
+        _set_readonly_member(path, uid, readonly)
+
+
+def _set_readonly_member(path: str, uid: int, readonly: bool) -> None:
     try:
         with acl.opened(path) as (fd, st):
             if not stat.S_ISDIR(st.st_mode):

@@ -135,6 +135,15 @@ class CgroupLimiter:
         else:
             self.problem = "no writable memory/cpu cgroup for this process"
 
+    @staticmethod
+    def probe() -> str | None:
+        """Why per-server cgroups cannot be made here, or None when they can (creates nothing)."""
+        version, own = own_cgroups()
+        if not version:
+            return "no memory/cpu cgroup for this process"
+        unwritable = [d for d in own.values() if not os.access(d, os.W_OK)]
+        return f"cannot create cgroups below {unwritable}" if unwritable else None
+
     @property
     def available(self) -> bool:
         return self.version > 0

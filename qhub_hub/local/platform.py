@@ -265,10 +265,9 @@ def up(settings: PlatformSettings, out: Any = sys.stdout) -> Platform:
     if settings.demo:
         print(DEMO_WARNING.format(me=_me()), file=sys.stderr)
     else:
-        limiter = CgroupLimiter(settings.cgroup_name)
-        if not limiter.available:
-            print(f"note: profile memory/CPU limits use RLIMIT_AS and CPU affinity ({limiter.problem})",
-                  file=out)
+        problem = CgroupLimiter.probe()
+        if problem:
+            print(f"note: profile memory/CPU limits use RLIMIT_AS and CPU affinity ({problem})", file=out)
 
     gateway = None
     if config.dask_gateway.enabled and not settings.demo:

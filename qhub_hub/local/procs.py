@@ -74,9 +74,16 @@ def start(component: Component) -> int:
         log.flush()
         proc = subprocess.Popen(list(component.argv), env=dict(component.env), cwd=component.cwd,
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_default_signals)
     component.pid_file.write_text(f"{proc.pid}\n")
     return proc.pid
+
+
+def _default_signals() -> None:
+    # started from a background job (`cmd &`, nohup) SIGINT/SIGHUP may be ignored, and ignored
+    # signals are inherited: the hub could then not stop its services with SIGINT
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def wait_ready(component: Component, pid: int, timeout: float = 120) -> None:

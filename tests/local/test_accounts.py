@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -105,3 +106,24 @@ def test_a_system_group_of_the_same_name_is_never_taken_over():
 
 def test_groups_report_their_unix_names(config):
     assert ensure_groups(GROUPS) == {"ltanalysts": "ltanalysts", "ltml": "ltml", "ltusers": "ltusers"}
+
+
+def test_up_refuses_conflicting_accounts_before_starting_anything(config):
+    from .support import Platform, write_config
+
+    root = public_dir("conflict")
+    try:
+        subprocess.run(["groupadd", "--gid", "41160", "ltml"], check=True)
+        platform = Platform(root, write_config(root))
+        up = subprocess.run([sys.executable, "-m", "qhub_hub.cli", "local", "up", "--config",
+                             str(platform.config), "--state-dir", str(platform.state_dir),
+                             "--port", str(platform.port)], capture_output=True, text=True, timeout=120)
+        assert up.returncode == 1
+        assert up.stderr == (
+            "error: the machine's accounts or folders do not match the config; nothing was started:\n"
+            "  - the group 'ltml' exists with gid 41160, but the config says 41102; set "
+            "security.groups.ltml.gid to 41160 or renumber the group (groupmod -g 41102 ltml)\n")
+        assert "started" not in up.stdout
+        assert not list((platform.state_dir / "run").glob("*.pid"))
+    finally:
+        remove_tree(root)

@@ -251,7 +251,11 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
         if not limits.empty:
             limiter = self._limiter()
             if limiter.available:
-                cgroup = limiter.prepare(self._server_key(plan), limits)
+                try:
+                    cgroup = limiter.prepare(self._server_key(plan), limits)
+                except OSError as e:
+                    raise SpawnRefused(500, f"could not set up the resource limits of {plan.username}'s "
+                                            f"server (cgroup: {e}); nothing was run") from None
             else:
                 fallback = rlimit_fallback(limits, plan.uid)
                 extra = {"address_space": fallback.get("as"),

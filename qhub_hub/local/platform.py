@@ -124,10 +124,12 @@ class Platform:
         """All components this platform may run, in start order."""
         from .gateway import load_embedded_gateway
 
-        found = [self.proxy(), self.hub()]
+        # the gateway before the hub: the hub waits for every service with a url to answer
+        found = [self.proxy()]
         gateway = load_embedded_gateway(self.settings) if self.config.dask_gateway.enabled else None
         if gateway is not None:
             found.append(self.gateway(gateway))
+        found.append(self.hub())
         if self.ssh_enabled:
             found.append(self.sshd())
         return found
@@ -291,13 +293,8 @@ def up(settings: PlatformSettings, out: Any = sys.stdout) -> Platform:
         ssh.prepare(platform.ssh_settings())
 
     started: list[procs.Component] = []
-    order = [platform.proxy(), platform.hub()]
-    if gateway is not None:
-        order.append(platform.gateway(gateway))
-    if platform.ssh_enabled:
-        order.append(platform.sshd())
     try:
-        for component in order:
+        for component in platform.components():
             pid = procs.running_pid(component)
             if pid is None:
                 pid = procs.start(component)

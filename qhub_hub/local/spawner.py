@@ -32,6 +32,7 @@ from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import random_port
 from traitlets import Bool, Dict, Unicode, default
 
+from ..conda_store.kernels import jupyter_server_args
 from ..config import JupyterLabProfile
 from ..policy import UserPlan
 from ..spawner_options import PlanSpawnerMixin, SpawnRefused
@@ -133,7 +134,8 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
     def get_args(self) -> list[str]:
         # stop promptly on the hub's SIGINT: without a terminal, Jupyter Server would otherwise ask
         # "Shut down this Jupyter server (y/[n])?" and carry on
-        return [*super().get_args(), "--ServerApp.answer_yes=True"]
+        # and the user's conda-store environments (QHUB_ENVIRONMENT_NAMESPACES) are its kernels
+        return [*super().get_args(), "--ServerApp.answer_yes=True", *jupyter_server_args()]
 
     _prepared: Prepared | None = None
     cgroups: tuple[str, ...] = ()

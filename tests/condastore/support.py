@@ -102,12 +102,24 @@ class CondaStoreProcess:
         try:
             wait_for_http(f"{self.url}/api/v1/", timeout=timeout, ok_statuses=(200,))
             if self.worker:  # after the server: it creates the database the worker uses
-                self._spawn("conda-store-worker", "worker.log")
-                self._wait_for_worker(timeout)
+                self._start_worker(timeout)
         except TimeoutError:
             self.stop()
             raise RuntimeError(f"conda-store did not start; log:\n{self.log()[-4000:]}") from None
         return self
+
+    def _start_worker(self, timeout: float, attempts: int = 3) -> None:
+        # conda-store's worker runs celery beat in-process; on the SQLite broker the two can race
+        # to create the 'celery' queue row (IntegrityError, UNIQUE constraint failed:
+        # kombu_queue.name) and the worker exits. Upstream's race, not ours: start it again.
+        for attempt in range(1, attempts + 1):
+            self._spawn("conda-store-worker", "worker.log")
+            try:
+                return self._wait_for_worker(timeout)
+            except TimeoutError:
+                if self.procs[-1].poll() is None or attempt == attempts:
+                    raise
+                self.procs.pop()
 
     def _wait_for_worker(self, timeout: float) -> None:
         # The server refuses specs (500) until the worker has recorded the disk's free space.

@@ -37,9 +37,14 @@ fi
 stamp="$prefix/.qhub-hub-installed"
 want="$(sha256sum pyproject.toml | cut -c1-16)$extras:$repo"
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-  echo "setup: pip install -e .$extras"
-  "$prefix/bin/pip" install -q --upgrade pip
-  "$prefix/bin/pip" install -q -e ".$extras"
+  echo "setup: pip install -e .$extras (log: $prefix/pip.log)"
+  # setuptools' editable-install chatter goes to the log; on a failure the log's end is shown
+  if ! { "$prefix/bin/pip" install -q --upgrade pip && "$prefix/bin/pip" install -q -e ".$extras"; } \
+       > "$prefix/pip.log" 2>&1; then
+    tail -n 40 "$prefix/pip.log" >&2
+    echo "setup: pip install failed; the whole log is $prefix/pip.log" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 

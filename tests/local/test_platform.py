@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -140,7 +141,7 @@ async def test_server_environment(platform, tokens, servers):
         "echo $QHUB_USER $QHUB_GROUPS; echo $JUPYTERHUB_API_TOKEN | wc -c; python -c 'import site, os, sys; "
         "print(sys.prefix, os.access(site.getsitepackages()[0], os.W_OK))'"))
     assert code == 0, out
-    assert out.split() == ["ltbob", "ltanalysts,ltml,ltusers", "33", "/opt/qhub-hub", "False"]
+    assert out.split() == ["ltbob", "ltanalysts,ltml,ltusers", "33", sys.prefix, "False"]
     env_file = platform.state_dir / "sessions" / "41002.env"
     assert "TOKEN" not in env_file.read_text() and env_file.stat().st_uid == 41002
 
@@ -176,7 +177,7 @@ async def test_ssh_token_login_runs_as_the_user_with_the_server_environment(plat
         shell = await conn.create_process(term_type="xterm")
         shell.stdin.write("echo PATH=$PATH; exit\n")
         output = await asyncio.wait_for(shell.stdout.read(), 30)
-        assert re.search(r"PATH=/opt/qhub-hub/bin:", output), output
+        assert re.search(rf"PATH={re.escape(sys.prefix)}/bin:", output), output
         async with conn.start_sftp_client() as sftp:
             async with sftp.open("shared/ltml/from-sftp.txt", "w") as f:
                 await f.write("via sftp")

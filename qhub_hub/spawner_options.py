@@ -34,6 +34,8 @@ A config with no `profiles.jupyterlab` at all shows no form and starts with the 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
 import re
 from collections.abc import Mapping
@@ -224,7 +226,7 @@ class PlanSpawnerMixin(LoggingConfigurable):
             raise RuntimeError("the user's plan is computed in apply_user_options/start; "
                                "get_env() was called before")
         config = self.qhub_config
-        env = server_environment(config, plan)
+        env = server_environment(config, plan, room_key=self.qhub_videochat_room_key())
         if self.dask_gateway_address and config.dask_gateway.enabled:
             address = self.dask_gateway_address
             server_profile = self.qhub_profile.profile_slug if self.qhub_profile else None
@@ -236,6 +238,15 @@ class PlanSpawnerMixin(LoggingConfigurable):
                 server_profile=server_profile if self.qhub_gateway_knows_server_profiles else None,
             ))
         return env
+
+    def qhub_videochat_room_key(self) -> bytes | None:
+        """A key for group video room names, derived from the hub's cookie secret (kept across
+        restarts by z2jh and by the embedded mode), so room names stay stable and unguessable."""
+        secret = (getattr(self.user, "settings", None) or {}).get("cookie_secret")
+        if not secret:
+            return None
+        secret = secret.encode() if isinstance(secret, str) else secret
+        return hmac.new(secret, b"qhub-videochat-rooms", hashlib.sha256).digest()
 
     def qhub_profile_environment(self) -> dict[str, str]:
         """The chosen profile's `environment`, without the names the platform manages."""

@@ -6,6 +6,7 @@ plan's environment, and saved options are re-checked at the next start after a c
 from __future__ import annotations
 
 import copy
+import json
 import re
 import sys
 from pathlib import Path
@@ -150,6 +151,10 @@ def test_allowed_profile_starts_with_plan_env_then_saved_options_are_rechecked(h
     assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://127.0.0.1:9"
     assert env["DASK_GATEWAY__PUBLIC_ADDRESS"] == "http://127.0.0.1:9/services/dask-gateway"
     assert env["DASK_GATEWAY__AUTH__TYPE"] == "jupyterhub"
+    # group video rooms named with a key from the hub's cookie secret: only dave's groups, unguessable
+    rooms = json.loads(env["QHUB_VIDEOCHAT_ROOMS"])
+    assert sorted(rooms) == ["ml", "users"]
+    assert all(re.fullmatch(rf"qhub-group-{g}-[0-9a-f]{{16}}", name) for g, name in rooms.items())
     # the server answers its owner through the proxy (after the hub's OAuth round trip)
     lab = sessions["dave"].get(f"{h.url}/user/dave/lab", timeout=60)
     assert lab.status_code == 200 and lab.url == f"{h.url}/user/dave/lab"

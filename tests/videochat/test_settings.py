@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from qhub_videochat.settings import QHubVideoChat, jitsi_domain
 
 SPAWNER_ENV = ("QHUB_VIDEOCHAT_URL", "QHUB_VIDEOCHAT_ROOM_PREFIX", "QHUB_GROUPS", "QHUB_USER",
-               "JUPYTERHUB_USER")
+               "JUPYTERHUB_USER", "QHUB_VIDEOCHAT_ROOMS")
 
 
 @pytest.fixture
@@ -88,3 +90,28 @@ def test_display_name_falls_back_to_qhub_user(env) -> None:
 def test_no_groups_no_rooms_and_default_prefix(env) -> None:
     config = env(QHUB_VIDEOCHAT_URL="https://meet.jit.si", QHUB_GROUPS="").frontend_config()
     assert (config["rooms"], config["room_prefix"]) == ([], "qhub")
+
+
+def test_rooms_named_by_the_hub_are_used_for_the_users_groups_only(env) -> None:
+    # the spawner gives unguessable names (keyed by a hub secret) for the user's groups only
+    rooms = '{"analysts": "team-group-analysts-0123456789abcdef", "finance": "team-group-finance-ffff"}'
+    config = env(QHUB_VIDEOCHAT_URL="https://meet.jit.si", QHUB_VIDEOCHAT_ROOM_PREFIX="team",
+                 QHUB_GROUPS="analysts,teaching", QHUB_VIDEOCHAT_ROOMS=rooms).frontend_config()
+    assert [(r["group"], r["name"]) for r in config["rooms"]] == [
+        ("analysts", "team-group-analysts-0123456789abcdef"), ("teaching", "team-group-teaching")]
+
+
+@pytest.mark.parametrize("name", ["other-group-analysts-x", "team-group-analysts\n", "Team-Group-A",
+                                  "team-group-a/b"])
+def test_unsafe_or_foreign_hub_room_names_are_not_used(env, name: str) -> None:
+    rooms = json.dumps({"analysts": name})
+    config = env(QHUB_VIDEOCHAT_URL="https://meet.jit.si", QHUB_VIDEOCHAT_ROOM_PREFIX="team",
+                 QHUB_GROUPS="analysts", QHUB_VIDEOCHAT_ROOMS=rooms).frontend_config()
+    assert [r["name"] for r in config["rooms"]] == ["team-group-analysts"]
+
+
+@pytest.mark.parametrize("value", ["not json", "[1, 2]", '{"analysts": 5}'])
+def test_malformed_hub_room_names_fall_back_to_plain_rooms(env, value: str) -> None:
+    config = env(QHUB_VIDEOCHAT_URL="https://meet.jit.si", QHUB_GROUPS="analysts",
+                 QHUB_VIDEOCHAT_ROOMS=value).frontend_config()
+    assert [r["name"] for r in config["rooms"]] == ["qhub-group-analysts"]

@@ -20,6 +20,7 @@ import hashlib
 import re
 import secrets
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -53,14 +54,14 @@ def slug(text: str, limit: int = 40) -> str:
 
 
 def _clean_or_hashed(text: str) -> str:
-    if CLEAN.match(text) and "--" not in text:
+    if CLEAN.fullmatch(text) and "--" not in text:
         return text
     return f"{slug(text) or 'x'}--{_hash(text)}"
 
 
 def check_prefix(prefix: str) -> str:
     """The prefix, normalized to lowercase; ValueError naming the setting when it is unusable."""
-    if not PREFIX.match(prefix):
+    if not PREFIX.fullmatch(prefix):
         raise ValueError(
             f"room prefix {prefix!r} is not usable: use 1 to 40 letters, digits or '-' "
             "(qhub config: videochat.room_prefix)"
@@ -77,13 +78,22 @@ def group_room(prefix: str, group: str) -> Room:
     )
 
 
-def group_rooms(prefix: str, groups: list[str] | tuple[str, ...]) -> list[Room]:
-    """One room per group, in the order given, duplicates and empty names dropped."""
+def group_rooms(prefix: str, groups: list[str] | tuple[str, ...],
+                given: Mapping[str, str] | None = None) -> list[Room]:
+    """One room per group, in the order given, duplicates and empty names dropped.
+
+    `given` maps groups to room names the hub chose (unguessable ones); a name is used when it is
+    safe and under ``<prefix>-group-``, otherwise the group gets its plain room.
+    """
+    own = f"{check_prefix(prefix)}-group-"
     seen: dict[str, Room] = {}
     for group in groups:
         group = group.strip()
         if group and group not in seen:
-            seen[group] = group_room(prefix, group)
+            name = (given or {}).get(group, "")
+            safe = ROOM_NAME.fullmatch(name) and name.startswith(own)
+            seen[group] = Room(name=name, label=group, kind="group", group=group) if safe \
+                else group_room(prefix, group)
     return list(seen.values())
 
 

@@ -8,11 +8,12 @@ may still override any of them as ``c.QHubVideoChat.<name>`` in a jupyter_server
 from __future__ import annotations
 
 import getpass
+import json
 import os
 from typing import Any
 from urllib.parse import urlsplit
 
-from traitlets import Bool, List, Unicode, default
+from traitlets import Bool, Dict, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .rooms import Room, adhoc_room, check_prefix, group_rooms
@@ -58,6 +59,14 @@ class QHubVideoChat(LoggingConfigurable):
         Default: $QHUB_GROUPS (comma-separated, set by the qhub-hub spawner from the user's
         plan).""",
     )
+    group_room_names = Dict(
+        value_trait=Unicode(),
+        config=True,
+        help="""Room name of each group, chosen by the hub (names keyed by a hub secret, so rooms
+        cannot be guessed on a shared Jitsi server). Groups not listed here get
+        '<prefix>-group-<group>'. Default: $QHUB_VIDEOCHAT_ROOMS (a JSON object, set by the
+        qhub-hub spawner).""",
+    )
     display_name = Unicode(
         config=True,
         help="""Name other participants see. Default: $JUPYTERHUB_USER, else $QHUB_USER, else the
@@ -82,6 +91,15 @@ class QHubVideoChat(LoggingConfigurable):
     def _groups_default(self) -> list[str]:
         return [g for g in os.environ.get("QHUB_GROUPS", "").split(",") if g.strip()]
 
+    @default("group_room_names")
+    def _group_room_names_default(self) -> dict[str, str]:
+        try:
+            names = json.loads(os.environ.get("QHUB_VIDEOCHAT_ROOMS") or "{}")
+        except ValueError:
+            return {}
+        return {k: v for k, v in names.items() if isinstance(k, str) and isinstance(v, str)} \
+            if isinstance(names, dict) else {}
+
     @default("display_name")
     def _display_name_default(self) -> str:
         return os.environ.get("JUPYTERHUB_USER") or os.environ.get("QHUB_USER") or getpass.getuser()
@@ -103,7 +121,7 @@ class QHubVideoChat(LoggingConfigurable):
         return ""
 
     def rooms(self) -> list[Room]:
-        return group_rooms(self.room_prefix, self.groups)
+        return group_rooms(self.room_prefix, self.groups, self.group_room_names)
 
     def new_adhoc_room(self, name: str | None) -> Room:
         return adhoc_room(self.room_prefix, name)

@@ -1,6 +1,6 @@
 """How long a user's kernel list takes as their environments grow (a command, not a test).
 
-    /opt/qhub-hub/bin/python -m tests.condastore.bench_kernels
+    python benchmarks/kernels.py
 
 Every /api/kernelspecs call re-reads the disk (so a finished build appears without a restart).
 Prints the time of `CondaStoreKernelSpecManager.get_all_specs()` for N environments, next to the

@@ -11,10 +11,13 @@ stamp="$env/.qhub-conda-store-installed"
 want="conda-store-server==$version:$repo:$(sha256sum "$repo/pyproject.toml" | cut -c1-16)"
 [[ "$(cat "$stamp" 2>/dev/null)" == "$want" ]] && exit 0
 
-echo "setup: conda-store-server $version in $env"
+echo "setup: conda-store-server $version in $env (log: $env/pip.log)"
 [[ -x "$env/bin/python" ]] || /usr/bin/python3 -m venv "$env"
-"$env/bin/pip" install -q --upgrade pip
-"$env/bin/pip" install -q "conda-store-server==$version"
+log="$env/pip.log"
+: > "$log"
+trap 'tail -n 40 "$log" >&2; echo "setup.d/conda-store: failed; the whole log is $log" >&2' ERR
+"$env/bin/pip" install -q --upgrade pip >> "$log" 2>&1
+"$env/bin/pip" install -q "conda-store-server==$version" >> "$log" 2>&1
 # the config model's dependencies, with the specifiers pyproject.toml gives them
 mapfile -t config_deps < <("$env/bin/python" - "$repo/pyproject.toml" <<'PY'
 import re, sys, tomllib
@@ -24,7 +27,7 @@ for dep in deps:
         print(dep)
 PY
 )
-"$env/bin/pip" install -q "${config_deps[@]}"
-# (pip then lists the hub dependencies it left out on purpose: not shown)
-"$env/bin/pip" install -q --no-deps -e "$repo" 2> >(grep -v "which is not installed" >&2)
+"$env/bin/pip" install -q "${config_deps[@]}" >> "$log" 2>&1
+# (pip then lists the hub dependencies it left out on purpose: they go to the log too)
+"$env/bin/pip" install -q --no-deps -e "$repo" >> "$log" 2>&1
 echo "$want" > "$stamp"

@@ -12,7 +12,6 @@ venv made with the project's Python at the path conda-store builds to
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -22,7 +21,6 @@ import sys
 import sysconfig
 import tempfile
 import textwrap
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +29,7 @@ import yaml
 from qhub_hub.gateway.server_config import EmbeddedGateway, write_embedded_gateway_config
 from tests.support.hub import HubProcess
 from tests.support.net import free_port, wait_for_http
+from tests.support.process import request_json
 
 SITE_PACKAGES = sysconfig.get_paths()["purelib"]
 OLD_DASK_VERSION = "2026.7.1"  # unpacked by scripts/setup.d/gateway.sh
@@ -188,34 +187,12 @@ class GatewayStack:
 def gateway_request(stack: GatewayStack, method: str, path: str, token: str,
                     body: object = None) -> tuple[int, dict]:
     """Call the gateway's REST API as the owner of `token`; (status, JSON body or {})."""
-    import urllib.error
-    import urllib.request
-
     assert stack.gateway is not None
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        f"{stack.gateway.address}/api/v1{path}", data=data, method=method,
-        headers={"Authorization": f"jupyterhub {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as r:
-            status, raw = r.status, r.read()
-    except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read()
-    try:
-        return status, json.loads(raw) if raw else {}
-    except ValueError:
-        return status, {"raw": raw.decode(errors="replace")}
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
-    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    status, parsed = request_json(method, f"{stack.gateway.address}/api/v1{path}", body,
+                                  {"Authorization": f"jupyterhub {token}"})
+    if isinstance(parsed, str):
+        return status, {"raw": parsed}
+    return status, parsed or {}
 
 
 def remove_tree(path: Path) -> None:

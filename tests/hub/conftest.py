@@ -4,7 +4,6 @@ import copy
 import os
 import re
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
@@ -74,16 +73,6 @@ def password_login(hub_url: str, username: str, password: str) -> tuple[requests
                             data={"username": username, "password": password,
                                   "_xsrf": xsrf_of(session, page.text)})
     return session, response
-
-
-def wait_for(predicate, timeout: float = 60, interval: float = 0.3, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.hub.conftest import example_data, hub_env, password_login, wait_for, write_config, xsrf_of
+from tests.hub.conftest import example_data, hub_env, password_login, write_config, xsrf_of
 from tests.support.hub import HubProcess
+from tests.support.net import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -142,7 +143,7 @@ def test_allowed_profile_starts_with_plan_env_then_saved_options_are_rechecked(h
     h, sessions, config_path, data = hub
     status, body = h.api("POST", "/users/dave/server", {"profile": "gpu"})
     assert status in (201, 202), body
-    wait_for(lambda: ready(h, "dave"), timeout=90, what="dave's server")
+    wait_until(lambda: ready(h, "dave"), timeout=90, what="dave's server")
     env = server_environ("dave", h)
     assert env["PROFILE"] == "gpu"
     assert env["QHUB_USER"] == "dave" and env["QHUB_GROUPS"] == "ml,users"  # profile cannot override
@@ -159,7 +160,7 @@ def test_allowed_profile_starts_with_plan_env_then_saved_options_are_rechecked(h
     lab = sessions["dave"].get(f"{h.url}/user/dave/lab", timeout=60)
     assert lab.status_code == 200 and lab.url == f"{h.url}/user/dave/lab"
     assert h.api("DELETE", "/users/dave/server")[0] in (202, 204)
-    wait_for(lambda: not h.api("GET", "/users/dave")[1]["servers"], what="dave's server to stop")
+    wait_until(lambda: not h.api("GET", "/users/dave")[1]["servers"], what="dave's server to stop")
 
     # dave leaves the ml group: no hub restart, the saved options {"profile": "gpu"} are refused
     edited = copy.deepcopy(data)
@@ -177,7 +178,7 @@ def test_allowed_profile_starts_with_plan_env_then_saved_options_are_rechecked(h
             groups = h.api("GET", "/users/dave")[1]["groups"]
             return groups if groups == ["users"] else None
 
-        wait_for(groups_now, timeout=30, what="dave's groups to follow the config")
+        wait_until(groups_now, timeout=30, what="dave's groups to follow the config")
     finally:
         write_config(config_path, data)
 

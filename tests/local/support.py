@@ -16,9 +16,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ import bcrypt
 import yaml
 
 from tests.support.net import free_port
+from tests.support.process import request_json
 
 ID_MIN, ID_MAX = 41000, 41999
 PREFIX = "lt"
@@ -138,19 +136,8 @@ class Platform:
         return json.loads((self.state_dir / "secrets.json").read_text())
 
     def api(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"{self.url}/hub/api{path}", data=data, method=method,
-            headers={"Authorization": f"token {token or self.secrets['platform_token']}"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as r:
-                status, raw = r.status, r.read()
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read()
-        try:
-            return status, json.loads(raw) if raw else None
-        except ValueError:
-            return status, raw.decode(errors="replace")
+        return request_json(method, f"{self.url}/hub/api{path}", body,
+                            {"Authorization": f"token {token or self.secrets['platform_token']}"})
 
     def ensure_hub_user(self, name: str) -> None:
         status, _ = self.api("GET", f"/users/{name}")
@@ -193,19 +180,8 @@ class Platform:
     def server_request(self, name: str, token: str, method: str, path: str,
                        body: Any = None) -> tuple[int, Any]:
         """A request to the user's server through the proxy (path below /user/<name>/)."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"{self.url}/user/{name}/{path.lstrip('/')}", data=data, method=method,
-            headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as r:
-                status, raw = r.status, r.read()
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read()
-        try:
-            return status, json.loads(raw) if raw else None
-        except ValueError:
-            return status, raw.decode(errors="replace")
+        return request_json(method, f"{self.url}/user/{name}/{path.lstrip('/')}", body,
+                            {"Authorization": f"token {token}"})
 
     async def terminal(self, name: str, token: str, command: str, timeout: float = 30) -> tuple[int, str]:
         """Run `command` in a JupyterLab terminal of the user's server: (exit status, output)."""

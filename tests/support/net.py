@@ -33,3 +33,14 @@ def wait_for_http(url: str, timeout: float = 60, ok_statuses=(200, 302, 401, 403
             last = e
         time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer in {timeout}s (last: {last})")
+
+
+def wait_until(predicate, timeout: float = 60, what: str = "a condition", interval: float = 0.3):
+    """Poll `predicate` until it returns something truthy (returned); fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -18,8 +18,9 @@ from dask_gateway.auth import JupyterHubAuth
 from distributed.versions import VersionMismatchWarning
 
 from qhub_hub.gateway.hub_service import kernel_environment
+from tests.support.net import wait_until
 
-from .harness import OLD_DASK, OLD_DASK_VERSION, GatewayStack, gateway_request, wait_until
+from .harness import OLD_DASK, OLD_DASK_VERSION, GatewayStack, gateway_request
 
 pytestmark = pytest.mark.usefixtures("require_root")
 

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +222,18 @@ class Platform:
 
 def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def running_platform(tag: str, **config: Any) -> Iterator[Platform]:
+    """A platform of the test config (`config`: write_config's overrides) running for the block;
+    its accounts, folders and state are removed afterwards."""
+    root = public_dir(tag)
+    platform = Platform(root, write_config(root, **config))
+    try:
+        platform.up()
+        yield platform
+    finally:
+        platform.down()
+        remove_lt_accounts()
+        remove_tree(root)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import Platform, password_of, public_dir, remove_lt_accounts, remove_tree, write_config
+from .support import password_of, running_platform
 
 pytestmark = [pytest.mark.root, pytest.mark.browser,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -20,16 +20,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 @pytest.fixture(scope="module")
 def platform():
-    root = public_dir("browser")
-    config = write_config(root, ssh={"enabled": False}, dask_gateway={"enabled": False})
-    platform = Platform(root, config)
-    try:
-        platform.up()
+    with running_platform("browser", ssh={"enabled": False}, dask_gateway={"enabled": False}) as platform:
         yield platform
-    finally:
-        platform.down()
-        remove_lt_accounts()
-        remove_tree(root)
 
 
 def test_login_choose_an_allowed_profile_and_jupyterlab_loads(platform):

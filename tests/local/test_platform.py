@@ -22,7 +22,7 @@ import pytest
 from qhub_hub.local.settings import PlatformSettings
 from qhub_hub.local.ssh import PAM_DIR
 
-from .support import Platform, public_dir, remove_lt_accounts, remove_tree, write_config
+from .support import running_platform
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -37,16 +37,8 @@ PROFILES = {"ltalice": "analyst", "ltbob": "ml", "lterin": "small", "ltfrank": N
 
 @pytest.fixture(scope="module")
 def platform():
-    root = public_dir("platform")
-    config = write_config(root, ssh={"enabled": True}, dask_gateway={"enabled": True})
-    platform = Platform(root, config)
-    try:
-        platform.up()
+    with running_platform("platform", ssh={"enabled": True}, dask_gateway={"enabled": True}) as platform:
         yield platform
-    finally:
-        platform.down()
-        remove_lt_accounts()
-        remove_tree(root)
 
 
 @pytest.fixture(scope="module")

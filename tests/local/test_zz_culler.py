@@ -10,25 +10,17 @@ import time
 
 import pytest
 
-from .support import Platform, public_dir, remove_lt_accounts, remove_tree, write_config
+from .support import running_platform
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
 
 @pytest.fixture(scope="module")
 def platform():
-    root = public_dir("culler")
-    config = write_config(root, users={"ltcull": {"uid": 41040, "primary_group": "ltusers"}},
+    with running_platform("culler", users={"ltcull": {"uid": 41040, "primary_group": "ltusers"}},
                           ssh={"enabled": False}, dask_gateway={"enabled": False},
-                          cull={"server_idle_timeout": 60, "every": 10})
-    platform = Platform(root, config)
-    try:
-        platform.up()
+                          cull={"server_idle_timeout": 60, "every": 10}) as platform:
         yield platform
-    finally:
-        platform.down()
-        remove_lt_accounts()
-        remove_tree(root)
 
 
 def test_an_idle_server_is_culled_after_the_configured_timeout(platform):

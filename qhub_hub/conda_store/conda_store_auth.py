@@ -21,7 +21,8 @@ from conda_store_server.server.auth import Authentication, JupyterHubOAuthAuthen
 from fastapi import Request
 from traitlets import Unicode, default
 
-from ..config import QHubConfig, load_config
+from ..config import QHubConfig
+from ..hub_identity import get_config
 from ..policy import UserPlan, plan_for
 from .roles import user_role_bindings
 
@@ -29,10 +30,9 @@ from .roles import user_role_bindings
 class QHubJupyterHubAuthentication(JupyterHubOAuthAuthentication):
     qhub_config_file = Unicode(
         config=True,
-        help="Path of the qhub config file; groups and namespaces come from it.",
+        help="Path of the qhub config file; groups and namespaces come from it (re-read when it "
+        "changes).",
     )
-
-    _qhub_config: QHubConfig | None = None
 
     @default("access_scope")
     def _default_access_scope(self) -> str:
@@ -46,11 +46,10 @@ class QHubJupyterHubAuthentication(JupyterHubOAuthAuthentication):
 
     @property
     def qhub_config(self) -> QHubConfig:
-        if self._qhub_config is None:
-            if not self.qhub_config_file:
-                raise RuntimeError("set c.QHubJupyterHubAuthentication.qhub_config_file")
-            self._qhub_config = load_config(self.qhub_config_file)
-        return self._qhub_config
+        """The current config: re-read when the file changes (a `helm upgrade`), as in the hub."""
+        if not self.qhub_config_file:
+            raise RuntimeError("set c.QHubJupyterHubAuthentication.qhub_config_file")
+        return get_config(self.qhub_config_file)
 
     def _hub_user(self, oauth_token: str) -> dict[str, Any]:
         response = requests.get(self.user_data_url, timeout=30, verify=self.tls_verify,

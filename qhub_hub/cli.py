@@ -13,6 +13,7 @@ import yaml
 from .config import config_schema, load_config
 from .config_errors import ConfigError
 from .policy import PlanError, plan_for
+from .review.cli import add_explain_options, add_review_commands, cmd_explain_reverse, wants_reverse
 
 
 def _load_or_exit(path: str):
@@ -38,6 +39,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     config = _load_or_exit(args.file)
+    if wants_reverse(args):
+        return cmd_explain_reverse(args, config)
+    if not args.user:
+        print("error: give a USER, or one of --profile SLUG, --folder PATH, --group NAME", file=sys.stderr)
+        return 1
     groups = [g for g in (args.groups or "").split(",") if g]
     try:
         plan = plan_for(config, args.user, groups)
@@ -76,11 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("explain", help="print what the config gives one user, as YAML")
+    p = sub.add_parser("explain", help="print what the config gives one user (or who gets a profile, "
+                       "folder or group), as YAML")
     p.add_argument("file")
-    p.add_argument("user", help="hub username")
+    p.add_argument("user", nargs="?", help="hub username")
     p.add_argument("--groups", help="comma-separated groups from the identity provider")
+    add_explain_options(p)
     p.set_defaults(func=cmd_explain)
+    add_review_commands(sub)
 
     p = sub.add_parser("schema", help="print the config's JSON schema")
     p.set_defaults(func=cmd_schema)

@@ -43,7 +43,9 @@ from traitlets.config import LoggingConfigurable
 
 from .config import Auth0Auth, GitHubAuth, OIDCAuth, QHubConfig
 from .config_errors import ConfigError
-from .hub_identity import AUTH_STATE_KEY, auth_state_summary, get_config, plan_with_uid, qhub_state
+from .hub_identity import AUTH_STATE_KEY, auth_state_summary, get_config, qhub_state
+from .plan_api import plan_handlers
+from .policy import plan_for
 from .uid_registry import REGISTRY
 
 _request_db: contextvars.ContextVar[Any] = contextvars.ContextVar("qhub_request_db", default=None)
@@ -98,6 +100,10 @@ class QHubAuthenticatorMixin(LoggingConfigurable):
     def qhub_config(self) -> QHubConfig:
         return get_config(self.qhub_config_path or None, log=self.log)
 
+    def get_handlers(self, app: Any) -> list[tuple[str, type, dict[str, Any]]]:
+        """The provider's login handlers, and the hub's plan endpoint (`qhub_hub.plan_api`)."""
+        return [*super().get_handlers(app), *plan_handlers(self.qhub_config_path)]
+
     def qhub_auth_setting(self, auth_type: type, key: str, fallback: Any = None) -> Any:
         """`security.authentication.config.<key>` if the config uses `auth_type`, else `fallback`
         (also when the config cannot be read: trait defaults must not crash the hub)."""
@@ -146,7 +152,7 @@ class QHubAuthenticatorMixin(LoggingConfigurable):
         config = self.qhub_config
         name = auth_model["name"]
         idp_groups = sorted(set(idp_groups))
-        plan = plan_with_uid(config, name, idp_groups, None)  # admission does not depend on ids
+        plan = plan_for(config, name, idp_groups)  # admission does not depend on ids
         if not plan.may_log_in:
             self.log.warning("qhub: refusing %s: not admitted by the config (identity-provider "
                              "groups: %s)", name, ", ".join(idp_groups) or "none")
@@ -155,7 +161,7 @@ class QHubAuthenticatorMixin(LoggingConfigurable):
             previous = qhub_state(auth_model.get("auth_state")).get("uid")
             uid = await REGISTRY.uid_for(config, name, db or self._qhub_db(),
                                          recorded=previous if isinstance(previous, int) else None)
-            plan = plan_with_uid(config, name, idp_groups, uid)
+            plan = plan_for(config, name, idp_groups, dynamic_uid=uid)
         auth_state = dict(auth_model.get("auth_state") or {})
         auth_state[AUTH_STATE_KEY] = auth_state_summary(plan, idp_groups)
         auth_model["auth_state"] = auth_state

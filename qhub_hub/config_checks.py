@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from .config import (
+from .config_errors import ConfigError, Problem, format_path, problems_from_pydantic
+from .config_model import (
     DASK_PACKAGES,
     EnvironmentSpec,
     IdentityProviderGroup,
@@ -14,7 +15,6 @@ from .config import (
     QHubConfig,
     read_yaml,
 )
-from .config_errors import ConfigError, Problem, format_path, problems_from_pydantic
 from .naming import unix_name
 
 

@@ -28,18 +28,16 @@ a backend. The accepted choice is rendered by `qhub_hub.gateway.kubernetes` or
 
 from __future__ import annotations
 
-import math
 import os
-import pwd
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dask_gateway_server.options import Field, Integer, Options, Select, String
 from dask_gateway_server.options import Mapping as MappingField
 
 from .config import DaskWorkerProfile, QHubConfig
+from .gateway.choice import ClusterChoice, KubernetesSettings
 from .gateway.environments import (
     EnvironmentLister,
     WorkerEnvironment,
@@ -48,8 +46,14 @@ from .gateway.environments import (
     package_versions,
     worker_environments,
 )
-from .hub_identity import get_config, idp_groups_from_hub_groups, plan_with_uid
+from .gateway.kubernetes import kubernetes_cluster_config
+from .gateway.local import local_cluster_config
+from .hub_identity import get_config
+from .hub_plans import HubPlanSource, PlanUnavailable
+from .plan_wire import HubPlan
 from .policy import UserPlan
+
+__all__ = ["ClusterChoice", "KubernetesSettings", "OptionRefused", "QHubClusterOptions"]
 
 Rendering = Literal["kubernetes", "local"]
 
@@ -69,31 +73,6 @@ MANAGED_PREFIXES = ("DASK_GATEWAY", "DASK_DISTRIBUTED__COMM__", "QHUB_")
 
 class OptionRefused(ValueError):
     """A cluster request the plan does not allow; the message is shown to the user (HTTP 422)."""
-
-
-@dataclass(frozen=True)
-class KubernetesSettings:
-    """Where things are on Kubernetes: set by the Helm chart in the gateway's config."""
-
-    default_image: str  # the user server image (singleuser.image), used when no profile names one
-    conda_store_claim: str  # PVC holding <namespace>/envs/<name>, mounted read-only
-    storage_claim: str | None = None  # PVC holding home/<user> and shared/...; None: no such mounts
-    mount_user_storage: bool = True  # mount home and shared folders on workers (as in the notebook)
-    image_pull_policy: str | None = None
-
-
-@dataclass(frozen=True)
-class ClusterChoice:
-    """An accepted request: what the renderers turn into a backend's cluster config."""
-
-    profile_name: str
-    profile: DaskWorkerProfile
-    environment: WorkerEnvironment
-    versions: Mapping[str, str | None]
-    max_workers: int
-    idle_timeout: float  # seconds, 0: never
-    environment_variables: Mapping[str, str] = field(default_factory=dict)
-    image: str | None = None  # Kubernetes only
 
 
 # --- fields --------------------------------------------------------------------------------------
@@ -117,7 +96,12 @@ class _Choice(Select):
 
 
 class QHubClusterOptions:
-    """`c.Backend.cluster_options`: a callable of the gateway user returning their `Options`.
+    """`c.Backend.cluster_options`: an async callable of the gateway user returning their `Options`.
+
+    The user's plan comes from the hub (`hub_plans.HubPlanSource`, ``GET /hub/api/qhub/plans/<name>``
+    with the gateway's own hub token): the gateway never decides who a user is. When the hub cannot
+    answer, every request is refused with the reason. The gateway's own copy of the config only
+    gives platform settings (`dask_gateway`, `cull`, where environments are).
 
     Arguments:
         rendering: ``"local"`` (embedded mode: processes started as the user by
@@ -126,11 +110,14 @@ class QHubClusterOptions:
         kubernetes: where images and volumes are (required for ``"kubernetes"``).
         environment_lister: lists the environments of a plan (default: from the filesystem
             layout under `conda_store.environments_root`).
+        plan_source: where plans come from; default: the hub at ``$JUPYTERHUB_API_URL`` with
+            ``$JUPYTERHUB_API_TOKEN`` (JupyterHub sets both for the services it runs).
     """
 
     def __init__(self, *, rendering: Rendering, config_path: str | os.PathLike | None = None,
                  kubernetes: KubernetesSettings | None = None,
-                 environment_lister: EnvironmentLister = environments_on_disk):
+                 environment_lister: EnvironmentLister = environments_on_disk,
+                 plan_source: HubPlanSource | None = None):
         if rendering not in ("kubernetes", "local"):
             raise ValueError(f"rendering must be 'kubernetes' or 'local', not {rendering!r}")
         if rendering == "kubernetes" and kubernetes is None:
@@ -139,6 +126,7 @@ class QHubClusterOptions:
         self.config_path = os.fspath(config_path) if config_path else None
         self.kubernetes = kubernetes
         self.environment_lister = environment_lister
+        self.plan_source = plan_source or HubPlanSource()
 
     # -- config and plan --
 
@@ -149,40 +137,32 @@ class QHubClusterOptions:
     def max_clusters_per_user(self) -> int:
         return self.config.dask_gateway.max_clusters_per_user
 
-    def plan(self, config: QHubConfig, user: Any) -> UserPlan:
-        """The plan of a gateway user (`.name`, `.groups` from JupyterHub)."""
+    async def hub_plan(self, config: QHubConfig, user: Any) -> HubPlan:
+        """The plan the hub decided for a gateway user; `OptionRefused` says why there is none."""
         name = str(user.name)
         if ":" in name:  # dask-gateway names services "service:<name>"
             raise OptionRefused(f"{name!r} is not a hub user; Dask clusters are started by hub users "
                                 "from their own server.")
-        idp_groups = idp_groups_from_hub_groups(config, name, sorted(getattr(user, "groups", ())))
-        plan = plan_with_uid(config, name, idp_groups, None)
-        if not plan.in_config and self.rendering == "local":
-            # The local spawner created the account with the uid the hub handed out: use it, when
-            # it is one the dynamic range could have given (anything else is not this user's).
-            try:
-                uid = pwd.getpwnam(plan.unix_name).pw_uid
-            except KeyError:
-                uid = None
-            dyn = config.security.dynamic_ids
-            if (uid is not None and dyn.uid_start <= uid < dyn.uid_start + dyn.uid_count
-                    and uid not in config.index.config_uids):
-                plan = plan_with_uid(config, name, idp_groups, uid)
-        if not plan.may_log_in:
-            raise OptionRefused(f"{name!r} may not use this platform (not in security.users nor in a "
-                                "mapped group); ask an admin to add you.")
         if not config.dask_gateway.enabled:
             raise OptionRefused("Dask Gateway is disabled on this platform (dask_gateway.enabled).")
-        return plan
+        try:
+            hub_plan = await self.plan_source.fetch(name)
+        except PlanUnavailable as e:
+            raise OptionRefused(f"Your plan is not available, so no cluster can be started: {e}.") from None
+        if not hub_plan.plan.may_log_in:
+            raise OptionRefused(f"{name!r} may not use this platform (not in security.users nor in a "
+                                "mapped group); ask an admin to add you.")
+        return hub_plan
 
     # -- the form --
 
-    def __call__(self, user: Any) -> Options:
+    async def __call__(self, user: Any) -> Options:
         config = self.config
         try:
-            plan = self.plan(config, user)
-        except OptionRefused:
-            return Options(handler=self.handler)  # nothing to offer; the handler says why
+            hub_plan = await self.hub_plan(config, user)
+        except OptionRefused as refusal:
+            return Options(handler=_refuse(refusal))  # nothing to offer; the handler says why
+        plan = hub_plan.plan
         envs = usable_environments(worker_environments(config, plan, self.environment_lister))
         fields: list[Field] = []
         if plan.dask_worker_profiles:
@@ -191,8 +171,7 @@ class QHubClusterOptions:
         keys = [e.key for e in envs]
         fields.append(String("environment", default="", label="Environment (namespace/name; empty: "
                             f"{keys[0] if keys else 'none available'}). Yours: {', '.join(keys)}"))
-        limit = max((config.profiles.dask_worker[p].max_workers for p in plan.dask_worker_profiles),
-                    default=1)
+        limit = max((p.max_workers for p in hub_plan.dask_worker_profiles.values()), default=1)
         fields.append(Integer("max_workers", default=0, min=0, max=limit,
                               label="Most workers (0: the profile's limit)"))
         idle_max = _idle_limit(config)
@@ -201,12 +180,17 @@ class QHubClusterOptions:
         fields.append(MappingField("environment_variables", label="Environment variables"))
         if self.rendering == "kubernetes":
             fields.append(String("server_profile", default="", label="Image of server profile (slug)"))
-        return Options(*fields, handler=self.handler)
+
+        def handler(options: Mapping[str, Any], _user: Any) -> dict[str, Any]:
+            return self.render(config, hub_plan, options)
+
+        return Options(*fields, handler=handler)
 
     # -- the decision --
 
-    def choose(self, config: QHubConfig, plan: UserPlan, options: Mapping[str, Any]) -> ClusterChoice:
+    def choose(self, config: QHubConfig, hub_plan: HubPlan, options: Mapping[str, Any]) -> ClusterChoice:
         """Check `options` against the plan; `OptionRefused` names what is wrong."""
+        plan = hub_plan.plan
         allowed = plan.dask_worker_profiles
         if not allowed:
             raise OptionRefused(f"No Dask worker profile is available to {plan.username!r}. Ask an admin "
@@ -215,7 +199,7 @@ class QHubClusterOptions:
         if profile_name not in allowed:
             raise OptionRefused(f"{plan.username!r} may not use the worker profile {profile_name!r}. "
                                 f"Choose one of: {', '.join(allowed)}.")
-        profile = config.profiles.dask_worker[profile_name]
+        profile = hub_plan.dask_worker_profiles[profile_name]
 
         envs = worker_environments(config, plan, self.environment_lister)
         wanted = options.get("environment") or ""
@@ -266,19 +250,19 @@ class QHubClusterOptions:
                 return chosen.kubespawner_override.image
         return self.kubernetes.default_image
 
-    def handler(self, options: Mapping[str, Any], user: Any) -> dict[str, Any]:
-        """dask-gateway's `Options` handler: the backend's cluster config for an allowed request."""
-        config = self.config
-        plan = self.plan(config, user)
-        choice = self.choose(config, plan, options)
+    def render(self, config: QHubConfig, hub_plan: HubPlan, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The backend's cluster config for an allowed request (dask-gateway's `Options` handler)."""
+        choice = self.choose(config, hub_plan, options)
         if self.rendering == "kubernetes":
-            from .gateway.kubernetes import kubernetes_cluster_config
-
             assert self.kubernetes is not None
-            return kubernetes_cluster_config(config, plan, choice, self.kubernetes)
-        from .gateway.local import local_cluster_config
+            return kubernetes_cluster_config(config, hub_plan.plan, choice, self.kubernetes)
+        return local_cluster_config(config, hub_plan.plan, choice)
 
-        return local_cluster_config(config, plan, choice)
+
+def _refuse(refusal: OptionRefused) -> Any:
+    def handler(options: Mapping[str, Any], user: Any) -> dict[str, Any]:
+        raise refusal
+    return handler
 
 
 def _idle_limit(config: QHubConfig) -> int:
@@ -338,39 +322,3 @@ def check_environment_variables(variables: Any) -> dict[str, str]:
                                 f"{MAX_VARIABLE_LENGTH} characters.")
         checked[name] = value
     return checked
-
-
-def managed_environment(plan: UserPlan, choice: ClusterChoice, home: str) -> dict[str, str]:
-    """The variables every scheduler and worker gets (the user's extras go underneath)."""
-    prefix = str(choice.environment.prefix)
-    return {
-        **choice.environment_variables,
-        "PATH": f"{prefix}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "CONDA_PREFIX": prefix,
-        "CONDA_DEFAULT_ENV": prefix,
-        "HOME": home,
-        "USER": plan.unix_name,
-        "LOGNAME": plan.unix_name,
-        "QHUB_USER": plan.username,
-        "QHUB_DASK_PROFILE": choice.profile_name,
-        "QHUB_DASK_ENVIRONMENT": choice.environment.key,
-    }
-
-
-def dask_commands(choice: ClusterChoice) -> dict[str, list[str]]:
-    """Scheduler and worker commands run by the environment's own Python.
-
-    distributed 2026 no longer installs ``dask-scheduler``/``dask-worker``; ``python -m dask
-    scheduler`` also makes sure the chosen environment's interpreter runs, whatever PATH says.
-    """
-    python = str(choice.environment.python)
-    return {"scheduler_cmd": [python, "-m", "dask", "scheduler"],
-            "worker_cmd": [python, "-m", "dask", "worker"]}
-
-
-def whole_cores(cores: float) -> int:
-    return max(1, math.ceil(cores))
-
-
-def threads_for(profile: DaskWorkerProfile) -> int:
-    return max(1, int(profile.worker_cores_limit))

@@ -24,13 +24,14 @@ import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import GitHubAuth, QHubConfig, load_config
+from .config import QHubConfig, load_config
 from .config_errors import ConfigError, Problem
-from .policy import UserPlan, plan_for
+from .last_good import load_last_good, save_last_good
+from .policy import UserPlan, index_of, plan_for
 from .uid_registry import REGISTRY, DynamicUidRegistry
 
 CONFIG_ENV = "QHUB_CONFIG"
@@ -90,8 +91,15 @@ def get_config(
                           "stays in force until it is fixed:\n%s", resolved, e)
                 _cache[key] = _Loaded(stamp, cached.config, e)
                 return cached.config
+            fallback = load_last_good(resolved)  # a process started while the file is invalid
+            if fallback is not None:
+                log.error("The qhub config %s is not valid; the last good copy %s is used until it "
+                          "is fixed:\n%s", resolved, fallback[1], e)
+                _cache[key] = _Loaded(stamp, fallback[0], e)
+                return fallback[0]
             _cache[key] = _Loaded(stamp, None, e)
             raise
+        save_last_good(resolved)  # no-op unless $QHUB_LAST_GOOD_CONFIG names a copy
         if cached is not None:
             log.info("Reloaded the qhub config %s", resolved)
         _cache[key] = _Loaded(stamp, config, None)
@@ -134,7 +142,7 @@ def idp_groups_from_hub_groups(
     (so a read-only member listed in security.users stays read-only); for any other config group,
     a read-only mapping is preferred over a read-write one.
     """
-    index = config.index
+    index = index_of(config)
     base = plan_for(config, username, ())
     have = set(base.group_names)
     chosen: list[str] = []
@@ -149,30 +157,6 @@ def idp_groups_from_hub_groups(
         readonly = [s for s in sources if s in index.idp_groups and index.idp_groups[s].readonly]
         chosen.append((readonly or sources)[0])
     return chosen
-
-
-def with_admission(config: QHubConfig, plan: UserPlan, idp_groups: Iterable[str]) -> UserPlan:
-    """`plan` with `may_log_in` also true for members of the GitHub config's
-    `allowed_organizations` (``org`` or ``org:team``), which admit without mapping a group."""
-    auth = config.security.authentication
-    if plan.may_log_in or not isinstance(auth, GitHubAuth) or not auth.config.allowed_organizations:
-        return plan
-    if set(auth.config.allowed_organizations).isdisjoint(idp_groups):
-        return plan
-    return replace(plan, may_log_in=True)
-
-
-def plan_with_uid(
-    config: QHubConfig, username: str, idp_groups: Iterable[str], uid: int | None
-) -> UserPlan:
-    """`plan_for` (with admission as `with_admission` decides) using the dynamic uid the hub
-    already handed to `username` (None: none yet)."""
-    idp_groups = list(idp_groups)
-    if uid is None or username in config.security.users:
-        plan = plan_for(config, username, idp_groups)
-    else:
-        plan = plan_for(config, username, idp_groups, dynamic_uid=uid)
-    return with_admission(config, plan, idp_groups)
 
 
 async def plan_for_hub_user(
@@ -191,14 +175,14 @@ async def plan_for_hub_user(
     else:
         hub_groups = [g.name for g in getattr(user, "groups", [])]
         idp_groups = idp_groups_from_hub_groups(config, user.name, hub_groups)
-    plan = plan_with_uid(config, user.name, idp_groups, None)
+    plan = plan_for(config, user.name, idp_groups)
     if plan.in_config or not plan.may_log_in:  # config ids; or refused anyway: no uid taken
         return plan
     recorded = state.get("uid") if isinstance(state.get("uid"), int) else None
     uid = await registry.uid_for(config, user.name, getattr(user, "db", None), recorded=recorded)
     if uid != recorded and auth_state:
         await user.save_auth_state({**auth_state, AUTH_STATE_KEY: {**state, "uid": uid}})
-    return plan_with_uid(config, user.name, idp_groups, uid)
+    return plan_for(config, user.name, idp_groups, dynamic_uid=uid)
 
 
 def auth_state_summary(plan: UserPlan, idp_groups: Iterable[str]) -> dict[str, Any]:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
-from .config import DaskWorkerProfile, IdentityProviderGroup, JupyterLabProfile, QHubConfig
+from .config_model import DaskWorkerProfile, GitHubAuth, IdentityProviderGroup, JupyterLabProfile, QHubConfig
 from .naming import unix_name
 
 
@@ -92,6 +93,10 @@ class ConfigIndex:
 
     def __init__(self, config: QHubConfig):
         sec = config.security
+        auth = sec.authentication
+        # GitHub organizations (``org`` or ``org:team``) that admit their members without a group
+        self.admitting_idp_groups = frozenset(
+            auth.config.allowed_organizations if isinstance(auth, GitHubAuth) else ())
         self.gids = {name: g.gid for name, g in sec.groups.items()}
         self.config_uids = {u.uid for u in sec.users.values()}
         self.admin_groups = frozenset(sec.admin_group_names)
@@ -100,8 +105,22 @@ class ConfigIndex:
             for name, target in sec.identity_provider_groups.items()
         }
         self.profiles_by_slug = {p.profile_slug: p for p in config.profiles.jupyterlab}
+        self._config = config
         self.jupyterlab = [_Gate.of(p) for p in config.profiles.jupyterlab]
         self.dask_worker = [_Gate.of(w, name) for name, w in config.profiles.dask_worker.items()]
+
+
+    @cached_property
+    def version(self) -> str:
+        """A digest of the whole config: two components deciding with the same version agree."""
+        return hashlib.sha256(self._config.model_dump_json().encode()).hexdigest()[:16]
+
+
+def index_of(config: QHubConfig) -> ConfigIndex:
+    """The config's lookups, built on first use and kept with the config (it is immutable)."""
+    if config._index is None:
+        config._index = ConfigIndex(config)
+    return config._index
 
 
 @dataclass(frozen=True)
@@ -137,12 +156,17 @@ def plan_for(
 ) -> UserPlan:
     """The plan for `username` given the groups their identity provider reports.
 
+    Everything that decides the plan is here: config users and groups, identity-provider group
+    mapping (read-only mappings included), admission (`security.users`, a mapped group,
+    `allow_unlisted_users`, GitHub `allowed_organizations`), profiles, folders and namespaces.
+
     `taken_uids` maps uids already handed to identity-provider users to their usernames; it only
     matters for users not listed in `security.users`. `dynamic_uid`, for such a user, is the uid
     the hub already handed them (`qhub_hub.uid_registry`); it replaces the search.
     """
-    index: ConfigIndex = config.index
+    index = index_of(config)
     sec = config.security
+    groups_from_identity_provider = tuple(groups_from_identity_provider)
     safe = unix_name(username)
     user = sec.users.get(username)
 
@@ -200,7 +224,8 @@ def plan_for(
         dask_worker_profiles=tuple(g.name for g in index.dask_worker if g.admits(username, member_of)),
         environment_namespaces=_environment_namespaces(config, index, safe, member_of),
         admin=not index.admin_groups.isdisjoint(rw_names),
-        may_log_in=user is not None or idp_mapped or sec.allow_unlisted_users,
+        may_log_in=(user is not None or idp_mapped or sec.allow_unlisted_users
+                    or not index.admitting_idp_groups.isdisjoint(groups_from_identity_provider)),
         in_config=user is not None,
     )
 
@@ -223,6 +248,11 @@ def _dynamic_uid(config: QHubConfig, index: ConfigIndex, username: str, taken: M
             return uid
     raise PlanError(f"no free uid left in security.dynamic_ids ({dyn.uid_start}.."
                     f"{dyn.uid_start + dyn.uid_count - 1}); enlarge uid_count")
+
+
+def profile_by_slug(config: QHubConfig, slug: str) -> JupyterLabProfile | None:
+    """The config's JupyterLab profile with `slug`, allowed or not."""
+    return index_of(config).profiles_by_slug.get(slug)
 
 
 def allowed_profile(plan: UserPlan, slug: str) -> JupyterLabProfile | None:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .config import JupyterLabProfile, QHubConfig
-from .policy import UserPlan
+from .policy import UserPlan, profile_by_slug
 
 
 class ProfileRefused(Exception):
@@ -34,7 +34,7 @@ def choose_profile(config: QHubConfig, plan: UserPlan, user_options: Mapping[str
         return next((p for p in allowed if p.default), allowed[0])
     if not isinstance(slug, str):
         raise ProfileRefused(400, f"The profile must be given by its slug (a string), not {slug!r}.")
-    if config.profile_by_slug(slug) is None:
+    if profile_by_slug(config, slug) is None:
         known = ", ".join(p.profile_slug for p in allowed)
         raise ProfileRefused(400, f"There is no profile {slug!r}. Profiles you may use: {known}.")
     chosen = next((p for p in allowed if p.profile_slug == slug), None)

@@ -25,7 +25,7 @@ import logging
 from typing import Any
 
 from .config import QHubConfig
-from .policy import plan_for
+from .policy import index_of, plan_for
 
 _log = logging.getLogger("qhub_hub")
 
@@ -95,7 +95,7 @@ class DynamicUidRegistry:
         # from here on no await: choosing and recording a uid is atomic on the event loop
         dyn = config.security.dynamic_ids
         valid = range(dyn.uid_start, dyn.uid_start + dyn.uid_count)
-        config_uids = config.index.config_uids
+        config_uids = index_of(config).config_uids
         for candidate in (recorded, self._by_name.get(username)):
             if candidate is None:
                 continue

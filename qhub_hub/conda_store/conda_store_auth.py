@@ -6,9 +6,9 @@ ours asks the hub who the user is (name and groups, with the OAuth token of the 
 the role bindings of `roles.user_role_bindings` for the user's plan: admin of their own namespace,
 developer or viewer in their groups' namespaces as the config says, viewer of the global one.
 
-Groups: for users listed in `security.users` the config alone decides (hub groups are ignored, so
-a read-only membership stays read-only); for identity-provider users the hub's groups are taken as
-their identity-provider groups, mapped as `security.identity_provider_groups` says.
+The plan comes from the hub (``GET /hub/api/qhub/plans/<name>``, asked with conda-store's own
+service token, the OAuth client secret), as for every other component: conda-store never decides
+who a user is. When the hub cannot answer, the login is refused and the log says why.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from traitlets import Unicode, default
 
 from ..config import QHubConfig
 from ..hub_identity import get_config
-from ..policy import UserPlan, plan_for
+from ..hub_plans import HubPlanSource, PlanUnavailable
+from ..policy import UserPlan
 from .roles import user_role_bindings
 
 
@@ -32,6 +33,13 @@ class QHubJupyterHubAuthentication(JupyterHubOAuthAuthentication):
         config=True,
         help="Path of the qhub config file; groups and namespaces come from it (re-read when it "
         "changes).",
+    )
+
+    hub_api_url = Unicode(
+        config=True,
+        help="The hub's API as conda-store reaches it (e.g. http://hub:8081/hub/api). Users' plans "
+        "are asked for there with conda-store's service token (client_secret), which needs the "
+        "scope custom:qhub:plans:read.",
     )
 
     @default("access_scope")
@@ -57,17 +65,21 @@ class QHubJupyterHubAuthentication(JupyterHubOAuthAuthentication):
         response.raise_for_status()
         return response.json()
 
-    def plan_for_hub_user(self, hub_user: dict[str, Any]) -> UserPlan:
-        config = self.qhub_config
-        name = hub_user["name"]
-        groups = () if name in config.security.users else tuple(hub_user.get("groups") or ())
-        return plan_for(config, name, groups)
+    async def hub_plan(self, name: str) -> UserPlan | None:
+        """The plan the hub decided for `name`; None (login refused, reason logged) without one."""
+        try:
+            return (await HubPlanSource(self.hub_api_url, self.client_secret).fetch(name)).plan
+        except PlanUnavailable as e:
+            self.log.warning("conda-store login refused for %r: %s", name, e)
+            return None
 
     async def authenticate(self, request: Request) -> auth_schema.AuthenticationToken | None:
         oauth_token = self._get_oauth_token(request)
         if oauth_token is None:
             return None
-        plan = self.plan_for_hub_user(self._hub_user(oauth_token))
+        plan = await self.hub_plan(self._hub_user(oauth_token)["name"])
+        if plan is None:
+            return None
         if not plan.may_log_in:
             self.log.warning("conda-store login refused for %r: not allowed by the qhub config",
                              plan.username)

@@ -92,6 +92,7 @@ def configure(c: Any, config: QHubConfig, settings: CondaStoreServerSettings) ->
         c.QHubJupyterHubAuthentication.authorize_url = f"{hub}/hub/api/oauth2/authorize"
         c.QHubJupyterHubAuthentication.access_token_url = f"{api}/hub/api/oauth2/token"
         c.QHubJupyterHubAuthentication.user_data_url = f"{api}/hub/api/user"
+        c.QHubJupyterHubAuthentication.hub_api_url = f"{api}/hub/api"
         c.QHubJupyterHubAuthentication.client_id = settings.oauth_client_id
         c.QHubJupyterHubAuthentication.client_secret = settings.oauth_client_secret
         if settings.oauth_callback_url:

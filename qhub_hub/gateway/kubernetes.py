@@ -15,10 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import QHubConfig, slugify
-from ..gateway_options import ClusterChoice, KubernetesSettings, dask_commands, managed_environment, threads_for
 from ..pod import CONDA_VOLUME, STORAGE_VOLUME, container_security_context, pod_security_context
 from ..policy import UserPlan
 from ..units import parse_bytes
+from .choice import ClusterChoice, KubernetesSettings, dask_commands, managed_environment, threads_for
 
 
 def kubernetes_cluster_config(config: QHubConfig, plan: UserPlan, choice: ClusterChoice,

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import QHubConfig
-from ..gateway_options import ClusterChoice, dask_commands, managed_environment, threads_for, whole_cores
 from ..policy import UserPlan
 from ..units import parse_bytes
+from .choice import ClusterChoice, dask_commands, managed_environment, threads_for, whole_cores
 
 
 def local_cluster_config(config: QHubConfig, plan: UserPlan, choice: ClusterChoice) -> dict[str, Any]:

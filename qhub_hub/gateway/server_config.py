@@ -72,6 +72,7 @@ def embedded_gateway_config_text(
         "# dask-gateway-server config for qhub-hub's embedded mode; written by",
         "# qhub_hub.gateway.server_config. Regenerated at every start: do not edit.",
         "from qhub_hub.gateway_options import QHubClusterOptions",
+        "from qhub_hub.hub_plans import HubPlanSource",
         "",
         "c = get_config()  # noqa: F821",
         f"c.DaskGateway.address = {f'{host}:{api_port}'!r}",
@@ -88,8 +89,9 @@ def embedded_gateway_config_text(
         "c.QHubLocalBackend.cluster_status_period = 5.0",
         "c.QHubLocalBackend.worker_status_period = 5.0",
         "c.QHubLocalBackend.cluster_heartbeat_period = 5",
+        "# users' plans come from the hub, asked with the gateway's own token",
         f"c.QHubLocalBackend.cluster_options = QHubClusterOptions(rendering='local', "
-        f"config_path={qhub_config!r})",
+        f"config_path={qhub_config!r}, plan_source=HubPlanSource({hub_api_url!r}, {api_token!r}))",
         "",
     ]
     return "\n".join(lines)

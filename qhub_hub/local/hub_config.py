@@ -12,15 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import QHubConfig, load_config
+from .. import hub_settings
+from ..config import QHubConfig
+from ..last_good import load_with_fallback
+from . import conda_store
 from .settings import PlatformSettings
 
-AUTHENTICATORS = {"password": "qhub-password", "GitHub": "qhub-github", "Auth0": "qhub-auth0",
-                  "oidc": "qhub-oidc"}
 PLATFORM_SERVICE = "qhub-platform"  # `local down`/`status` and admins on this machine (root-only token)
 SSH_SERVICE = "qhub-ssh"  # the SSH server's account check
 CULLER_SERVICE = "idle-culler"
-DEFAULT_SERVER_SCOPES = ["users:activity!user", "access:servers!server"]
 
 
 def configure_hub(c: Any, settings_file: str | Path) -> None:
@@ -28,13 +28,15 @@ def configure_hub(c: Any, settings_file: str | Path) -> None:
     if settings is None:
         raise RuntimeError(f"{settings_file} is missing; start the platform with `qhub-hub local up`")
     secrets = json.loads(settings.secrets_file.read_text())
-    config = load_config(settings.config_path)
+    # while the file is invalid, a (re)starting hub runs with its last good copy (qhub_hub.last_good)
+    config = load_with_fallback(settings.config_path, settings.last_good_config).config
     gateway = gateway_settings(settings)
     configure_network(c, settings, secrets)
     configure_storage(c, settings)
     configure_authenticator(c, settings, config)
     configure_spawner(c, settings, config, gateway)
     configure_services(c, settings, config, secrets, gateway)
+    start_conda_store_sync(settings, config)
 
 
 def gateway_settings(settings: PlatformSettings) -> Any:
@@ -63,8 +65,8 @@ def configure_storage(c: Any, s: PlatformSettings) -> None:
 
 
 def configure_authenticator(c: Any, s: PlatformSettings, config: QHubConfig) -> None:
-    c.JupyterHub.authenticator_class = AUTHENTICATORS[config.security.authentication.type]
-    c.Authenticator.qhub_config_path = s.config_path
+    hub_settings.configure_authenticator(c, config, str(s.config_path))
+    hub_settings.configure_plan_scope(c)
 
 
 def configure_spawner(c: Any, s: PlatformSettings, config: QHubConfig, gateway: Any) -> None:
@@ -84,7 +86,7 @@ def configure_spawner(c: Any, s: PlatformSettings, config: QHubConfig, gateway: 
     # than fail; 50 at once take about 2 minutes on 2 cores (benchmarks/spawn.py)
     c.Spawner.start_timeout = 300
     c.Spawner.http_timeout = 300
-    scopes = list(DEFAULT_SERVER_SCOPES)
+    scopes = list(hub_settings.DEFAULT_SERVER_TOKEN_SCOPES)
     if gateway is not None:
         from ..gateway.hub_service import gateway_server_token_scopes
 
@@ -102,28 +104,39 @@ def configure_services(c: Any, s: PlatformSettings, config: QHubConfig, secrets:
         {"name": PLATFORM_SERVICE, "services": [PLATFORM_SERVICE],
          "scopes": ["admin:users", "admin:servers", "tokens", "list:users", "read:users"]},
     ]
-    user_scopes = ["self"]
+    user_scopes: list[str] = []
+    plan_readers: list[str] = []
     if config.ssh.enabled and not s.demo:
         services.append({"name": SSH_SERVICE, "api_token": secrets["ssh_token"]})
-        roles.append({"name": SSH_SERVICE, "services": [SSH_SERVICE],
-                      "scopes": ["list:users", "read:users:name", "read:users:groups"]})
+        plan_readers.append(SSH_SERVICE)  # it only reads plans
     cull = config.cull
     if cull.enabled:
         services.append({"name": CULLER_SERVICE, "command": [
-            sys.executable, "-m", "jupyterhub_idle_culler",
-            f"--timeout={cull.server_idle_timeout}", f"--cull-every={cull.every}",
-            f"--max-age={cull.server_max_age}"]})
+            sys.executable, "-m", "jupyterhub_idle_culler", *hub_settings.culler_arguments(cull)]})
         roles.append({"name": CULLER_SERVICE, "services": [CULLER_SERVICE],
-                      "scopes": ["list:users", "read:users:activity", "read:servers",
-                                 "delete:servers"]})
+                      "scopes": list(hub_settings.CULLER_SCOPES)})
     if gateway is not None:
         from ..gateway.hub_service import gateway_user_scopes
 
         services.append(gateway.hub_service())
         user_scopes += gateway_user_scopes(gateway.service_name)
-    roles.append({"name": "user", "scopes": user_scopes})
+        plan_readers.append(gateway.service_name)
+    store = conda_store.load(s)
+    if store is not None:  # people log in to its UI with their hub account
+        services.append(store.hub_service())
+        user_scopes += store.user_scopes()
+    if plan_readers:
+        roles.append(hub_settings.plan_readers_role(plan_readers))
+    roles.append({"name": "user", "scopes": hub_settings.user_role_scopes(user_scopes)})
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
+
+
+def start_conda_store_sync(s: PlatformSettings, config: QHubConfig) -> None:
+    """Submit the config's environments to the embedded conda-store once the hub runs."""
+    from traitlets.log import get_logger
+
+    conda_store.start_sync(s, config, log=get_logger())
 
 
 def hub_config_file_text(settings: PlatformSettings) -> str:

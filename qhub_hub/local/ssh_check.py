@@ -8,7 +8,9 @@ token) arrives on stdin. Exit 0 lets the user in; anything else refuses.
   name is $PAM_USER. A wrong, expired or revoked token, or another user's, is refused.
 - account (also after public-key logins): $PAM_USER must be the Unix account of a hub user
   (the account's comment holds the hub username; it must map back to exactly this Unix name),
-  that user must exist in the hub, and the current config must still admit them.
+  and the plan the hub gives for that user (``GET /hub/api/qhub/plans/<name>``) must admit them.
+  The config is never read here: a broken config file cannot lock anyone out, and a hub that
+  cannot answer refuses the login with the reason in the log.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from ..hub_plans import HubPlanSource, PlanUnavailable
 from ..naming import unix_name
 
 TIMEOUT = 10
@@ -71,16 +74,10 @@ def check_account(settings: dict[str, str], account: str) -> tuple[bool, str]:
         return False, f"{account!r} is not the account of a hub user"
     with open(settings["api_token_file"]) as f:
         token = f.read().strip()
-    url = settings["hub_api_url"].rstrip("/") + "/users/" + urllib.parse.quote(name, safe="")
-    status, model = _get(url, token)
-    if status != 200 or not isinstance(model, dict):
-        return False, f"hub user {name!r} not found (HTTP {status})"
-    from ..hub_identity import get_config, idp_groups_from_hub_groups
-    from ..policy import plan_for
-
-    config = get_config(settings["config_file"])
-    groups = [g for g in model.get("groups", []) if isinstance(g, str)]
-    plan = plan_for(config, name, idp_groups_from_hub_groups(config, name, groups))
+    try:  # the hub decides who the user is; this check never re-derives it
+        plan = HubPlanSource(settings["hub_api_url"], token).fetch_sync(name).plan
+    except PlanUnavailable as e:
+        return False, f"no plan for hub user {name!r}: {e}"
     if not plan.may_log_in:
         return False, f"the config does not admit {name!r} any more"
     if plan.unix_name != account:

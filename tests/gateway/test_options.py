@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import asyncio
+
 import pytest
 import yaml
 from dask_gateway_server.models import User
@@ -21,6 +23,8 @@ from qhub_hub.gateway_options import (
     check_environment_variables,
 )
 from qhub_hub.hub_identity import forget_configs
+
+from .plans import ConfigPlans
 
 REPO = Path(__file__).resolve().parents[2]
 DASK = {"dask": "2026.8.0", "distributed": "2026.8.0", "dask-gateway": "2026.3.0"}
@@ -70,24 +74,35 @@ def write_config(tmp_path: Path, root: Path, **changes) -> Path:
     return path
 
 
+def options(*, rendering: str, config_path: Path, plans: ConfigPlans | None = None, **kwargs) -> QHubClusterOptions:
+    """The factory under test, with plans answered as the hub answers them."""
+    return QHubClusterOptions(rendering=rendering, config_path=config_path,
+                              plan_source=plans or ConfigPlans(config_path), **kwargs)
+
+
+def form_of(factory: QHubClusterOptions, user: User):
+    """What dask-gateway does for every request: await the user's `Options`."""
+    return asyncio.run(factory(user))
+
+
 KUBE = KubernetesSettings(default_image="ghcr.io/acme/lab:1", conda_store_claim="qhub-conda-store",
                           storage_claim="qhub-storage")
 
 
 @pytest.fixture
 def local(tmp_path: Path, root: Path) -> QHubClusterOptions:
-    return QHubClusterOptions(rendering="local", config_path=write_config(tmp_path, root))
+    return options(rendering="local", config_path=write_config(tmp_path, root))
 
 
 @pytest.fixture
 def kube(tmp_path: Path, root: Path) -> QHubClusterOptions:
-    return QHubClusterOptions(rendering="kubernetes", kubernetes=KUBE,
+    return options(rendering="kubernetes", kubernetes=KUBE,
                               config_path=write_config(tmp_path, root))
 
 
 def request(factory: QHubClusterOptions, user: User, **options):
     """What dask-gateway does with a create request: parse against the user's form, then handle."""
-    form = factory(user)
+    form = form_of(factory, user)
     parsed = form.parse_options(options)
     return form.get_configuration(parsed, user)
 
@@ -121,28 +136,41 @@ def test_worker_profile_gate(local: QHubClusterOptions, user: str, profile: str,
             request(local, gateway_user, profile=profile)
         # the handler alone (a request that skipped the form) refuses the same way
         with pytest.raises(OptionRefused, match="may not use the worker profile"):
-            local.handler({"profile": profile}, gateway_user)
+            form_of(local, gateway_user).handler({"profile": profile}, gateway_user)
 
 
 def factory_profiles(factory: QHubClusterOptions, user: User) -> list[str]:
-    spec = {f["field"]: f for f in factory(user).get_specification()}
+    spec = {f["field"]: f for f in form_of(factory, user).get_specification()}
     return spec["profile"]["spec"]["options"] if "profile" in spec else []
 
 
-def test_hub_group_adds_only_a_same_named_config_group(local: QHubClusterOptions) -> None:
-    # frank's hub groups say "ml" (e.g. an admin added him in the hub): the gateway follows it,
-    # as the hub does, but an unknown hub group gives nothing
-    assert factory_profiles(local, User("frank", groups=["ml"])) == ["Small Worker", "Large Worker",
-                                                                        "GPU Worker"]
-    assert factory_profiles(local, User("frank", groups=["nonsense"])) == ["Small Worker"]
+def test_the_hub_decides_not_the_gateway_user(tmp_path: Path, root: Path) -> None:
+    # what dask-gateway's authenticator reports (hub groups) does not change the plan: the hub's
+    # plan endpoint does. frank is in no ml group; saying so in his gateway groups gives nothing.
+    path = write_config(tmp_path, root)
+    assert factory_profiles(options(rendering="local", config_path=path), User("frank", groups=["ml"])) \
+        == ["Small Worker"]
+    # an identity-provider group the hub recorded at login (frank's IdP says ml) does
+    plans = ConfigPlans(path, idp_groups={"frank": ["ml"]})
+    assert factory_profiles(options(rendering="local", config_path=path, plans=plans), User("frank")) \
+        == ["Small Worker", "Large Worker", "GPU Worker"]
+
+
+def test_no_hub_no_cluster(tmp_path: Path, root: Path) -> None:
+    factory = options(rendering="local", config_path=write_config(tmp_path, root),
+                      plans=ConfigPlans(tmp_path, down=True))
+    assert form_of(factory, User("carol")).get_specification() == []  # GET options: no 500
+    with pytest.raises(OptionRefused, match=r"Your plan is not available, so no cluster can be started: "
+                                            r"the hub at .* cannot be reached .*try again once the hub is running"):
+        request(factory, User("carol"))
 
 
 def test_users_the_config_does_not_admit_get_nothing(local: QHubClusterOptions) -> None:
-    assert local(User("mallory")).get_specification() == []
+    assert form_of(local, User("mallory")).get_specification() == []
     with pytest.raises(OptionRefused, match="'mallory' may not use this platform"):
         request(local, User("mallory"))
     with pytest.raises(OptionRefused, match="not a hub user"):
-        local.handler({}, User("service:cron"))
+        form_of(local, User("service:cron")).handler({}, User("service:cron"))
 
 
 # --- environments -----------------------------------------------------------------------------
@@ -150,7 +178,7 @@ def test_users_the_config_does_not_admit_get_nothing(local: QHubClusterOptions) 
 
 def test_declared_worker_environments_narrow_the_choice(local: QHubClusterOptions, root: Path) -> None:
     # the example config: dask_gateway.worker_environments = [dask]
-    spec = {f["field"]: f for f in local(User("carol")).get_specification()}
+    spec = {f["field"]: f for f in form_of(local, User("carol")).get_specification()}
     assert spec["environment"]["label"].endswith("Yours: global/dask")
     config = request(local, User("carol"))
     assert config["scheduler_cmd"] == [str(root / "global/envs/dask/bin/python"), "-m", "dask", "scheduler"]
@@ -181,7 +209,7 @@ ENVIRONMENT_TABLE = [
 
 @pytest.mark.parametrize(("user", "asked", "resolved"), ENVIRONMENT_TABLE)
 def test_environment_choice(tmp_path: Path, root: Path, user: str, asked: str, resolved: str | None) -> None:
-    factory = QHubClusterOptions(rendering="local", config_path=write_config(
+    factory = options(rendering="local", config_path=write_config(
         tmp_path, root, dask_gateway={"worker_environments": []}))
     asked = asked.format(root=root)
     if resolved is None:
@@ -194,7 +222,7 @@ def test_environment_choice(tmp_path: Path, root: Path, user: str, asked: str, r
 
 
 def test_environment_without_dask_is_refused_naming_what_is_missing(tmp_path: Path, root: Path) -> None:
-    factory = QHubClusterOptions(rendering="local", config_path=write_config(
+    factory = options(rendering="local", config_path=write_config(
         tmp_path, root, dask_gateway={"worker_environments": []}))
     with pytest.raises(OptionRefused) as refused:
         request(factory, User("bob"), environment="global/analytics")
@@ -203,12 +231,12 @@ def test_environment_without_dask_is_refused_naming_what_is_missing(tmp_path: Pa
         "dask-gateway (found: none of them). Add dask, distributed and dask-gateway to it, at the "
         "versions your notebook uses, or choose another environment.")
     # and it is not offered, nor taken as the default
-    spec = {f["field"]: f for f in factory(User("bob")).get_specification()}
+    spec = {f["field"]: f for f in form_of(factory, User("bob")).get_specification()}
     assert "analytics" not in spec["environment"]["label"]
 
 
 def test_no_environment_at_all(tmp_path: Path) -> None:
-    factory = QHubClusterOptions(rendering="local", config_path=write_config(tmp_path, tmp_path / "none"))
+    factory = options(rendering="local", config_path=write_config(tmp_path, tmp_path / "none"))
     with pytest.raises(OptionRefused, match="No built environment with dask, distributed and "
                                             "dask-gateway is available to 'bob'"):
         request(factory, User("bob"))
@@ -253,7 +281,7 @@ def test_idle_timeout_within_the_cull_limit(local: QHubClusterOptions) -> None:
 
 
 def test_idle_timeout_without_culling(tmp_path: Path, root: Path) -> None:
-    factory = QHubClusterOptions(rendering="local", config_path=write_config(
+    factory = options(rendering="local", config_path=write_config(
         tmp_path, root, cull={"enabled": False}))
     assert request(factory, User("bob"))["idle_timeout"] == 0
     assert request(factory, User("bob"), idle_timeout=600)["idle_timeout"] == 600
@@ -388,7 +416,7 @@ def test_kubernetes_rendering(kube: QHubClusterOptions, root: Path) -> None:
 
 
 def test_kubernetes_rendering_without_user_storage(tmp_path: Path, root: Path) -> None:
-    factory = QHubClusterOptions(
+    factory = options(
         rendering="kubernetes", config_path=write_config(tmp_path, root),
         kubernetes=KubernetesSettings(default_image="lab:1", conda_store_claim="envs",
                                       mount_user_storage=False, image_pull_policy="IfNotPresent"))
@@ -446,32 +474,19 @@ def test_environment_lister_can_be_replaced(tmp_path: Path, root: Path) -> None:
         seen.append(plan.username)
         return [WorkerEnvironment("global", "dask", root / "global/envs/dask")]
 
-    factory = QHubClusterOptions(rendering="local", config_path=write_config(tmp_path, root),
+    factory = options(rendering="local", config_path=write_config(tmp_path, root),
                                  environment_lister=lister)
     assert request(factory, User("bob"))["environment"]["QHUB_DASK_ENVIRONMENT"] == "global/dask"
     assert seen == ["bob", "bob"]  # the form, then the handler re-derives
 
 
-@pytest.mark.usefixtures("require_root")
-def test_dynamic_user_runs_with_the_uid_of_their_account(tmp_path: Path, root: Path) -> None:
-    """A user from the identity provider (no security.users entry): the local spawner made their
-    account with the uid the hub handed out, which the gateway then uses; an account uid outside
-    the dynamic range is not taken."""
-    import subprocess
-
-    from .harness import UnixAccounts
-
-    factory = QHubClusterOptions(rendering="local", config_path=write_config(
-        tmp_path, root, security={"allow_unlisted_users": True,
-                                  "dynamic_ids": {"uid_start": 42600, "uid_count": 100}}))
-    hashed = request(factory, User("gwdyn"))["uid"]
+def test_dynamic_user_runs_with_the_uid_the_hub_handed_out(tmp_path: Path, root: Path) -> None:
+    """A user from the identity provider (no security.users entry): the uid is the one the hub's
+    registry gave them (after a collision it is not the hash rule's), never re-derived here."""
+    path = write_config(tmp_path, root, security={"allow_unlisted_users": True,
+                                                  "dynamic_ids": {"uid_start": 42600, "uid_count": 100}})
+    hashed = request(options(rendering="local", config_path=path), User("gwdyn"))["uid"]
     assert 42600 <= hashed < 42700
-    account_uid = 42600 + (hashed - 42600 + 37) % 100  # another uid of the range
-    accounts = UnixAccounts({"gwdyn": 42950}, {"gwdyn": (account_uid, "gwdyn", [])}, homes=tmp_path / "h")
-    try:
-        accounts.create()
-        assert request(factory, User("gwdyn"))["uid"] == account_uid
-        subprocess.run(["usermod", "-u", "42001", "gwdyn"], check=True, capture_output=True)
-        assert request(factory, User("gwdyn"))["uid"] == hashed
-    finally:
-        accounts.remove()
+    handed_out = 42600 + (hashed - 42600 + 37) % 100  # e.g. after a collision
+    factory = options(rendering="local", config_path=path, plans=ConfigPlans(path, uids={"gwdyn": handed_out}))
+    assert request(factory, User("gwdyn"))["uid"] == handed_out

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from qhub_hub.gateway_options import KubernetesSettings, QHubClusterOptions
+from qhub_hub.hub_plans import HubPlanSource
 
 # dask-gateway-server (traitlets) runs this file with `c`, the gateway's config, defined.
 c = globals()["c"]
@@ -33,6 +34,11 @@ c.Backend.cluster_options = QHubClusterOptions(
         conda_store_claim=os.environ["QHUB_CONDA_STORE_CLAIM"],
         storage_claim=os.environ.get("QHUB_STORAGE_CLAIM") or None,
         mount_user_storage=os.environ.get("QHUB_MOUNT_USER_STORAGE", "true") == "true",
+    ),
+    # users' plans come from the hub, asked with the gateway's own hub token
+    plan_source=HubPlanSource(
+        api_url=c.JupyterHubAuthenticator.get("jupyterhub_api_url") or os.environ.get("JUPYTERHUB_API_URL", ""),
+        token=c.JupyterHubAuthenticator.get("jupyterhub_api_token") or os.environ.get("JUPYTERHUB_API_TOKEN", ""),
     ),
 )
 # distributed 2026 has no dask-scheduler/dask-worker scripts (the backend's defaults); the

@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+from qhub_hub import hub_settings
 from qhub_hub.conda_store.hub_service import start_background_sync
 from qhub_hub.config import load_config
 from qhub_hub.gateway.hub_service import gateway_server_token_scopes, gateway_user_scopes
@@ -20,15 +21,8 @@ from qhub_hub.gateway.hub_service import gateway_server_token_scopes, gateway_us
 # get_config(): in zero-to-jupyterhub's namespace that name is its own values reader.
 c = globals()["c"]
 
-AUTHENTICATORS = {
-    "password": "qhub-password",
-    "GitHub": "qhub-github",
-    "Auth0": "qhub-auth0",
-    "oidc": "qhub-oidc",
-}
-# JupyterHub's default scopes of a server's own token (the `server` role)
-DEFAULT_SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server"]
 CULLER = "jupyterhub-idle-culler"
+PLAN_READERS = ("dask-gateway", "conda-store")  # services that act on users' plans
 
 _settings_path = os.environ.get(
     "QHUB_CHART_SETTINGS", "/usr/local/etc/jupyterhub/jupyterhub_config.d/settings.json"
@@ -37,7 +31,8 @@ _settings = json.loads(Path(_settings_path).read_text())
 _qhub = load_config(os.environ["QHUB_CONFIG"])  # fails the hub's start with the config's problems
 
 # --- who logs in: the authenticator of qhub.security.authentication ---------------------------
-c.JupyterHub.authenticator_class = AUTHENTICATORS[_qhub.security.authentication.type]
+hub_settings.configure_authenticator(c, _qhub)  # the config file: $QHUB_CONFIG
+hub_settings.configure_plan_scope(c)
 
 # --- the user pods: storage, init container, Dask ---------------------------------------------
 c.QHubKubeSpawner.storage_claim_name = _settings["storage_claim_name"]
@@ -65,14 +60,6 @@ _conda_store = _settings["conda_store"]
 _cull = _qhub.cull
 
 
-def _culler_command(command: list[str]) -> list[str]:
-    """zero-to-jupyterhub's culler command with qhub.cull's timeout, interval and max age."""
-    ours = ("--timeout=", "--cull-every=", "--max-age=")
-    kept = [arg for arg in command if not arg.startswith(ours)]
-    return [*kept, f"--timeout={_cull.server_idle_timeout}", f"--cull-every={_cull.every}",
-            f"--max-age={_cull.server_max_age}"]
-
-
 _services = []
 for _service in c.JupyterHub.get("services", []):
     _name = _service.get("name")
@@ -89,17 +76,18 @@ for _service in c.JupyterHub.get("services", []):
     elif _name == CULLER:
         if not _cull.enabled:
             continue
-        _service = {**_service, "command": _culler_command(list(_service["command"]))}
+        _service = {**_service, "command": hub_settings.with_culler_arguments(list(_service["command"]), _cull)}
     _services.append(_service)
 c.JupyterHub.services = _services
 
 # --- roles: users may use the services; their servers' tokens may use the gateway --------------
 _service_names = {s["name"] for s in _services}
-_user_scopes = ["self"]
+_user_scopes = []
 if "dask-gateway" in _service_names:
     _user_scopes += gateway_user_scopes("dask-gateway")
 if "conda-store" in _service_names:
     _user_scopes.append("access:services!service=conda-store")
+_user_scopes = hub_settings.user_role_scopes(_user_scopes)
 
 _roles = []
 _user_role = {"name": "user", "scopes": _user_scopes}
@@ -111,10 +99,13 @@ for _role in c.JupyterHub.get("load_roles", []):
         _user_role = {**_role, "scopes": _scopes}
         continue
     _roles.append(_role)
+_plan_readers = [name for name in PLAN_READERS if name in _service_names]
+if _plan_readers:
+    _roles.append(hub_settings.plan_readers_role(_plan_readers))
 c.JupyterHub.load_roles = [*_roles, _user_role]
 
 if "dask-gateway" in _service_names:
-    _server_scopes = list(c.Spawner.get("server_token_scopes", DEFAULT_SERVER_TOKEN_SCOPES))
+    _server_scopes = list(c.Spawner.get("server_token_scopes", hub_settings.DEFAULT_SERVER_TOKEN_SCOPES))
     c.Spawner.server_token_scopes = list(
         dict.fromkeys([*_server_scopes, *gateway_server_token_scopes("dask-gateway")])
     )

@@ -6,9 +6,8 @@ files (``*.dist-info`` or ``conda-meta/*.json``) the gateway reads; nothing in t
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import asyncio
+from pathlib import Path
 
 import pytest
 import yaml

@@ -8,7 +8,13 @@ Processes (each with a pid file in <state>/run and a log in <state>/logs):
 - hub: JupyterHub with the qhub authenticator and `QHubLocalSpawner`, the idle culler as a hub
   service (config `cull`), `cleanup_servers = False`;
 - sshd: the platform's OpenSSH server (`ssh.py`), when `ssh.enabled` and running as root;
-- dask-gateway: when `dask_gateway.enabled` (config from `qhub_hub.gateway.server_config`).
+- dask-gateway: when `dask_gateway.enabled` (config from `qhub_hub.gateway.server_config`);
+- conda-store, conda-store-worker: when `conda_store.enabled` (`conda_store.py`).
+
+A bad config never takes down what runs: `up` saves a copy of the config each time it is valid
+(`<state>/config/last-good.yaml`, `qhub_hub.last_good`); every component and every command
+(`status`, `restart`, `down`) that starts while the file is invalid runs with that copy and says
+so, and `status` shows the file's problems with their paths.
 
 `up` first creates (or checks) every group and every account of security.users with their ids, and
 their folders: a conflict with the machine's accounts stops `up` before anything starts, with the
@@ -39,9 +45,11 @@ from pathlib import Path
 from typing import Any
 
 from ..config import QHubConfig, load_config
+from ..config_errors import ConfigError
+from ..last_good import LAST_GOOD_ENV, load_with_fallback, save_last_good
 from ..policy import plan_for
 from ..server_env import server_environment
-from . import procs, ssh
+from . import conda_store, procs, ssh
 from .accounts import AccountError, account_spec, ensure_account, ensure_groups
 from .acl import AclError
 from .folders import FolderError, ensure_group_folder, ensure_shared_root, ensure_user_folders, user_folders
@@ -68,13 +76,15 @@ class PlatformError(RuntimeError):
 class Platform:
     settings: PlatformSettings
     config: QHubConfig
+    config_problem: ConfigError | None = None  # the file is invalid: `config` is the last good copy
 
     # --- components -------------------------------------------------------------------------------
 
     def base_env(self) -> dict[str, str]:
         path = f"{Path(sys.executable).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         return {"PATH": path, "LANG": os.environ.get("LANG", "C.UTF-8"),
-                "QHUB_CONFIG": self.settings.config_path}
+                "QHUB_CONFIG": self.settings.config_path,
+                LAST_GOOD_ENV: str(self.settings.last_good_config)}
 
     def secrets(self) -> dict[str, str]:
         return json.loads(self.settings.secrets_file.read_text())
@@ -126,6 +136,9 @@ class Platform:
 
         # the gateway before the hub: the hub waits for every service with a url to answer
         found = [self.proxy()]
+        store = conda_store.load(self.settings)
+        if store is not None:
+            found += conda_store.components(self.settings, self.base_env(), self.secrets(), store)
         gateway = load_embedded_gateway(self.settings) if self.config.dask_gateway.enabled else None
         if gateway is not None:
             found.append(self.gateway(gateway))
@@ -169,7 +182,7 @@ def resolve_settings(settings: PlatformSettings) -> PlatformSettings:
     changes: dict[str, Any] = {"demo": os.geteuid() != 0}
     taken = {settings.port}
     for name in ("hub_port", "proxy_api_port", "gateway_http_port", "gateway_tcp_port",
-                 "gateway_api_port"):
+                 "gateway_api_port", "conda_store_port"):
         if not getattr(settings, name):
             port = _free_port(taken)
             changes[name] = port
@@ -189,7 +202,8 @@ def _free_port(taken: set[int]) -> int:
 def _ensure_secrets(settings: PlatformSettings) -> dict[str, str]:
     path = settings.secrets_file
     current = json.loads(path.read_text()) if path.exists() else {}
-    for key in ("proxy_token", "platform_token", "ssh_token", "gateway_token"):
+    for key in ("proxy_token", "platform_token", "ssh_token", "gateway_token",
+                *conda_store.SECRET_KEYS):
         current.setdefault(key, secrets.token_hex(32))
     current.setdefault("crypt_key", secrets.token_hex(32))
     fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -262,6 +276,7 @@ def up(settings: PlatformSettings, out: Any = sys.stdout) -> Platform:
     settings = resolve_settings(settings)
     _make_dirs(settings)
     settings.save()
+    save_last_good(settings.config_path, settings.last_good_config)
     secret = _ensure_secrets(settings)
     platform = Platform(settings, config)
     if settings.demo:
@@ -281,6 +296,21 @@ def up(settings: PlatformSettings, out: Any = sys.stdout) -> Platform:
     if gateway is None:
         forget_gateway(settings)
 
+    store = None
+    if config.conda_store.enabled and not config.conda_store.url and not settings.demo:
+        reason = conda_store.unavailable_reason()
+        if reason:
+            print(f"warning: conda_store.enabled but {reason}; starting without conda-store", file=out)
+        else:
+            store = conda_store.prepare(settings, secret)
+            if store.uses_standin:
+                print("note: conda is not installed for conda-store on this machine: environments are "
+                      "checked and stored, but every build fails (the reason is in conda-store's build "
+                      "log and the hub log). GatewayCluster() uses the server's own environment.",
+                      file=out)
+    if store is None:
+        conda_store.forget(settings)
+
     if not settings.demo:
         ensure_profile_hook()
         problems = provision(platform, out)
@@ -296,13 +326,21 @@ def up(settings: PlatformSettings, out: Any = sys.stdout) -> Platform:
     try:
         for component in platform.components():
             pid = procs.running_pid(component)
-            if pid is None:
+            if pid is not None:
+                print(f"{component.name} already running (pid {pid})", file=out)
+                procs.wait_ready(component, pid)
+                continue
+            for attempt in range(1, component.start_attempts + 1):
                 pid = procs.start(component)
                 started.append(component)
                 print(f"started {component.name} (pid {pid}, log {component.log})", file=out)
-            else:
-                print(f"{component.name} already running (pid {pid})", file=out)
-            procs.wait_ready(component, pid)
+                try:
+                    procs.wait_ready(component, pid)
+                    break
+                except RuntimeError:
+                    if attempt == component.start_attempts or procs.alive(pid):
+                        raise
+                    print(f"{component.name} exited during startup; starting it again", file=out)
         procs.wait_url(f"{settings.public_url}/hub/api/", "the platform (proxy to hub)")
     except RuntimeError as e:
         for component in reversed(started):
@@ -321,16 +359,19 @@ def up(settings: PlatformSettings, out: Any = sys.stdout) -> Platform:
 # --- down / restart / status ---------------------------------------------------------------------
 
 
-def open_platform(state_dir: str | os.PathLike) -> Platform:
+def open_platform(state_dir: str | os.PathLike, out: Any = sys.stderr) -> Platform:
     settings = PlatformSettings.load(state_dir)
     if settings is None:
         raise PlatformError(f"no platform in {state_dir} (no platform.json); start one with "
                             "`qhub-hub local up --config FILE`")
     try:
-        config = load_config(settings.config_path)
-    except Exception as e:
-        raise PlatformError(f"{settings.config_path} is not a valid qhub config any more:\n{e}") from None
-    return Platform(settings, config)
+        loaded = load_with_fallback(settings.config_path, settings.last_good_config)
+    except ConfigError as e:
+        raise PlatformError(f"{settings.config_path} is not a valid qhub config any more, and there "
+                            f"is no last good copy ({settings.last_good_config}):\n{e}") from None
+    if loaded.from_copy and out is not None:
+        print(f"warning: {loaded.note(settings.config_path)}", file=out)
+    return Platform(settings, loaded.config, loaded.problem)
 
 
 def stop_servers(platform: Platform, timeout: float = 90, out: Any = sys.stdout) -> None:
@@ -418,11 +459,16 @@ def restart(state_dir: str | os.PathLike, out: Any = sys.stdout) -> None:
 
 def status(state_dir: str | os.PathLike, out: Any = sys.stdout) -> bool:
     """Print what runs; True when every component is up."""
-    platform = open_platform(state_dir)
+    platform = open_platform(state_dir, out=None)
     s = platform.settings
     all_up = True
     print(f"qhub-hub at {s.public_url} (state {s.root}, config {s.config_path})"
           + ("  [DEMO MODE: single Unix user]" if s.demo else ""), file=out)
+    if platform.config_problem is not None:
+        print(f"  config        INVALID: {s.config_path}: {len(platform.config_problem.problems)} "
+              f"problem(s); running with the last good copy {s.last_good_config}", file=out)
+        for problem in platform.config_problem.problems:
+            print(f"    error: {problem}", file=out)
     for component in platform.components():
         pid = procs.running_pid(component)
         all_up &= pid is not None

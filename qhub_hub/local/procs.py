@@ -13,7 +13,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +29,8 @@ class Component:
     marker: str  # a string its command line contains (the state dir)
     ready_url: str | None = None  # answers 200 when ready
     ready_port: int | None = None  # accepts TCP connections when ready
+    ready_check: Callable[[], bool] | None = field(default=None, repr=False)  # True when ready
+    start_attempts: int = 1  # starts tried when it exits during startup (a known upstream race)
 
 
 def is_zombie(pid: int) -> bool:
@@ -114,6 +116,8 @@ def wait_url(url: str, what: str, timeout: float = 60) -> None:
 
 
 def _answers(component: Component) -> bool:
+    if component.ready_check is not None and not component.ready_check():
+        return False
     if component.ready_url:
         try:
             with urllib.request.urlopen(component.ready_url, timeout=5) as r:
@@ -140,12 +144,11 @@ def stop(component: Component, timeout: float = 30) -> bool:
     while alive(pid) and time.monotonic() < deadline:
         _reap(pid)
         time.sleep(0.1)
-    if alive(pid):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        _reap(pid)
+    try:  # whatever it left in its process group (a worker pool, a child that ignored SIGTERM)
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    _reap(pid)
     component.pid_file.unlink(missing_ok=True)
     return True
 

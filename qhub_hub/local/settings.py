@@ -34,6 +34,7 @@ class PlatformSettings:
     gateway_http_port: int = 0
     gateway_tcp_port: int = 0
     gateway_api_port: int = 0
+    conda_store_port: int = 0
     shared_dir: str = ""  # empty: the config's storage.shared_root
     adopt_shared: bool = False
     demo: bool = False  # not root: one Unix user for everyone
@@ -75,6 +76,15 @@ class PlatformSettings:
     @property
     def gateway_dir(self) -> Path:
         return self.root / "gateway"
+
+    @property
+    def conda_store_dir(self) -> Path:
+        return self.root / "conda-store"
+
+    @property
+    def last_good_config(self) -> Path:
+        """The copy of the config as it was when last valid (`qhub_hub.last_good`)."""
+        return self.root / "config" / "last-good.yaml"
 
     @property
     def demo_dir(self) -> Path:

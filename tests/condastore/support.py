@@ -3,7 +3,8 @@
 conda-store runs from its own environment ($prefix/conda-store, made by
 scripts/setup.d/conda-store.sh) with SQLite and local storage, configured by our own
 `qhub_hub.conda_store.server_config.configure`. It imports the `conda` library, which no registry
-here provides: `conda_standin/` (test-only) is put on the server's PYTHONPATH, never anywhere else.
+here provides: the platform's stand-in (`qhub_hub/conda_store/conda_shim`, as the embedded mode uses
+when conda is missing) is put on the server's PYTHONPATH, never anywhere else.
 No channel is indexed, and builds fail cleanly ('mamba' not found): a test that needs a built
 environment makes one at the path conda-store would build to (`make_environment`).
 """
@@ -29,7 +30,7 @@ from tests.support.net import free_port, wait_for_http
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-STANDIN = HERE / "conda_standin"
+STANDIN = REPO / "qhub_hub" / "conda_store" / "conda_shim"
 CONDA_STORE_ENV = Path(sys.prefix) / "conda-store"
 SERVER_SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # conda-store-server in its own environment, $prefix/conda-store: its pins (sqlalchemy<2.1,
 # setuptools<70) clash with the hub's. qhub-hub is installed there without its hub dependencies,
-# only with what its config model needs (pydantic, pyyaml, yaml-rs, as pyproject.toml pins them),
-# for the JupyterHub login and the server config (qhub_hub.conda_store.conda_store_auth, server_config).
+# only with what its config model and the hub's plan client need (pydantic, pyyaml, yaml-rs, httpx, as
+# pyproject.toml pins them), for the JupyterHub login and the server config
+# (qhub_hub.conda_store.conda_store_auth, server_config).
 # Receives $prefix, $repo, $extras from scripts/setup.sh; idempotent, a no-op when done.
 set -euo pipefail
 version=2025.2.2
@@ -23,7 +24,7 @@ mapfile -t config_deps < <("$env/bin/python" - "$repo/pyproject.toml" <<'PY'
 import re, sys, tomllib
 deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
 for dep in deps:
-    if re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0].lower() in {"pydantic", "pyyaml", "yaml-rs"}:
+    if re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0].lower() in {"pydantic", "pyyaml", "yaml-rs", "httpx"}:
         print(dep)
 PY
 )

@@ -18,17 +18,21 @@ value is empty and the gateway picks the user's default worker environment.
 
 from __future__ import annotations
 
+from typing import Any
+
 GATEWAY_SERVICE = "dask-gateway"
 ENVIRONMENT_VARIABLE = "QHUB_DASK_ENVIRONMENT"
 
 
 def gateway_hub_service(api_token: str, url: str | None = None,
-                        name: str = GATEWAY_SERVICE) -> dict[str, str]:
+                        name: str = GATEWAY_SERVICE) -> dict[str, Any]:
     """An entry for ``c.JupyterHub.services``; `url` (the gateway's HTTP address) lets the hub's
-    proxy route ``/services/<name>/`` to it."""
-    service = {"name": name, "api_token": api_token}
+    proxy route ``/services/<name>/`` to it and makes the gateway an OAuth client of the hub
+    (dashboard logins), which the user need not confirm."""
+    service: dict[str, Any] = {"name": name, "api_token": api_token}
     if url:
         service["url"] = url
+        service["oauth_no_confirm"] = True
     return service
 
 

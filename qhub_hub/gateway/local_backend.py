@@ -15,21 +15,40 @@ and the cert and key (0600) owned by the user, and starts the scheduler and work
 gid and supplemental gids the options handler (`qhub_hub.gateway_options`, local rendering) put in
 the cluster config. A cluster config without a uid, or with uid 0, is refused: nothing is ever
 started as root. A failing ``setgroups``/``setgid``/``setuid`` fails the start.
+
+What other users can reach (see the README, "What a user's processes listen on"):
+
+- scheduler and worker comms are TLS with the cluster's own certificate on both ends
+  (dask-gateway's ``require_encryption``; the key is in the user's 0700 working directory);
+- their HTTP servers (dashboard, ``/info``, ``/json``, ``/metrics``) answer only the process's own
+  uid and root (`preload/qhub_peer_guard.py`, loaded with ``--preload``);
+- the gateway's proxy sends ``<prefix>/clusters/<name>/`` to the `DashboardGuard` (in this
+  process) instead of the dashboard: only the cluster's owner, logged in to the hub, gets through.
+
+With `cgroup_name` set, each scheduler and worker runs in a cgroup of its own below the
+platform's (``<unix name>@dask-<cluster>-<process>``) holding the cluster's memory and CPU
+limits (worker profile; `dask_gateway.scheduler_*`); it is joined before the user's code runs,
+and whatever is left in it is killed when the process is stopped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from dask_gateway_server.backends.local import LocalBackend, LocalClusterConfig
-from traitlets import Integer, List, Unicode, default
+from traitlets import Float, Integer, List, Unicode, default
 
+from ..local.limits import CgroupLimiter, Limits
 from ..naming import unix_name
+from .dashboard_guard import DashboardGuard, HubLink
 from .limits import ClusterLimitMixin
+from .preload import PEER_GUARD
 
 
 class QHubLocalClusterConfig(LocalClusterConfig):
@@ -41,6 +60,9 @@ class QHubLocalClusterConfig(LocalClusterConfig):
     supplemental_gids = List(Integer(), help="Supplemental gids (the user's read-write config "
                              "groups).", config=True)
     unix_name = Unicode("", help="The user's Unix account name (USER, LOGNAME).", config=True)
+    worker_cpu_limit = Float(0.0, help="Cores one worker may use (its cgroup's CPU quota; 0: no "
+                             "quota).", config=True)
+    scheduler_cpu_limit = Float(0.0, help="Cores the scheduler may use (0: no quota).", config=True)
 
 
 class RefusedToStart(RuntimeError):
@@ -63,11 +85,40 @@ class QHubLocalBackend(ClusterLimitMixin, LocalBackend):
     clusters_directory = Unicode(
         help="""
         Folder holding one working directory per cluster (<folder>/<cluster name>, mode 0700,
-        owned by the user). It must be owned by root and not writable by others; every folder
-        above it must be traversable by users. Unset: a fresh temporary folder per cluster.
+        owned by the user). It must be owned by root, mode 0711 (users enter their own cluster's
+        folder but cannot list the others: cluster names are private); every folder above it must
+        be traversable by users. Unset: a fresh temporary folder per cluster (in /tmp, where
+        cluster names can be listed).
         """,
         config=True,
     )
+
+    cgroup_name = Unicode(
+        "",
+        help="""
+        Name of the platform's cgroup (below the gateway's own) in which every scheduler and worker
+        gets a cgroup of its own with the cluster's memory and CPU limits, e.g. the
+        ``qhub-servers-<id>`` of `qhub-hub local up`. Empty (default): no cgroups.
+        """,
+        config=True,
+    )
+
+    hub_api_url = Unicode(
+        "",
+        help="The hub's API as the gateway reaches it (http://127.0.0.1:8081/hub/api): the "
+        "dashboard guard asks it who a browser or token belongs to. Empty (default): dashboards "
+        "are not routed at all.",
+        config=True,
+    )
+
+    hub_api_token = Unicode(
+        "",
+        help="The gateway service's hub API token, also its OAuth client secret (dashboard logins).",
+        config=True,
+    )
+
+    hub_prefix = Unicode("/hub/", help="The hub's public path, where browsers log in (default /hub/).",
+                         config=True)
 
     # -- identity --
 
@@ -86,11 +137,14 @@ class QHubLocalBackend(ClusterLimitMixin, LocalBackend):
         gids = [int(g) for g in config.get("supplemental_gids") or []]
         return uid, gid, gids
 
-    def make_preexec_fn(self, cluster: Any) -> Callable[[], None]:
+    def make_preexec_fn(self, cluster: Any, cgroup_dirs: tuple[str, ...] = ()) -> Callable[[], None]:
         uid, gid, gids = self._ids(cluster)
         workdir = cluster.state["workdir"]
 
         def preexec() -> None:  # runs in the child between fork and exec: raising fails the start
+            for d in cgroup_dirs:  # still root: join the cgroup before anything of the user runs
+                with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                    f.write(str(os.getpid()))
             os.setgroups(gids)
             os.setgid(gid)
             os.setuid(uid)
@@ -107,12 +161,13 @@ class QHubLocalBackend(ClusterLimitMixin, LocalBackend):
         uid, gid, _ = self._ids(cluster)
         if self.clusters_directory:
             base = self.clusters_directory
-            os.makedirs(base, 0o755, exist_ok=True)
+            os.makedirs(base, 0o711, exist_ok=True)
             info = os.lstat(base)
-            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o066:
                 raise RefusedToStart(
-                    f"clusters_directory {base} must be a folder owned by the gateway's user and "
-                    "not writable by group or others (chmod 755)")
+                    f"clusters_directory {base} must be a folder owned by the gateway's user, not "
+                    "writable by group or others and not listable by them (chmod 711): cluster "
+                    "names are private")
             workdir = os.path.join(base, cluster.name)
             os.mkdir(workdir, 0o700)
         else:
@@ -136,3 +191,122 @@ class QHubLocalBackend(ClusterLimitMixin, LocalBackend):
         name = cluster.config.get("unix_name") or unix_name(cluster.username)
         env["USER"] = env["LOGNAME"] = name
         return env
+
+    # -- commands: HTTP servers answer their owner only --
+
+    def get_scheduler_command(self, cluster: Any) -> list[str]:
+        return [*super().get_scheduler_command(cluster), "--preload", PEER_GUARD]
+
+    def get_worker_command(self, cluster: Any, worker_name: str, scheduler_address: Any = None) -> list[str]:
+        return [*super().get_worker_command(cluster, worker_name, scheduler_address),
+                "--preload", PEER_GUARD]
+
+    # -- processes: each in a cgroup with the cluster's limits --
+
+    def _limiter(self) -> CgroupLimiter | None:
+        if not self.cgroup_name:
+            return None
+        limiter = self.__dict__.get("_qhub_limiter")
+        if limiter is None:
+            limiter = self.__dict__["_qhub_limiter"] = CgroupLimiter(self.cgroup_name)
+            if not limiter.available:
+                self.log.warning("Dask processes run without cgroup limits: %s", limiter.problem)
+        return limiter if limiter.available else None
+
+    @staticmethod
+    def cgroup_key(cluster: Any, process: str) -> str:
+        name = cluster.config.get("unix_name") or unix_name(cluster.username)
+        return f"{name}@dask-{cluster.name}-{process}"
+
+    @staticmethod
+    def process_limits(cluster: Any, process: str) -> Limits:
+        config = cluster.config
+        if process == "scheduler":
+            return Limits(mem_limit=config.get("scheduler_memory") or None,
+                          cpu_limit=config.get("scheduler_cpu_limit") or None)
+        return Limits(mem_limit=config.get("worker_memory") or None,
+                      cpu_limit=config.get("worker_cpu_limit") or None)
+
+    async def start_process(self, cluster: Any, cmd: list[str], env: dict[str, str], name: str) -> int:
+        limiter = self._limiter()
+        dirs: tuple[str, ...] = ()
+        if limiter is not None:
+            try:
+                plan = limiter.prepare(self.cgroup_key(cluster, name), self.process_limits(cluster, name))
+            except OSError as e:
+                raise RefusedToStart(f"could not set up the cgroup of {cluster.name}'s {name} ({e}); "
+                                     "nothing was run") from None
+            dirs = plan.dirs
+        log_path = os.path.join(self.get_logs_directory(cluster.state["workdir"]), f"{name}.log")
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.fchown(fd, *self._ids(cluster)[:2])
+            proc = await asyncio.create_subprocess_exec(
+                *cmd, preexec_fn=self.make_preexec_fn(cluster, cgroup_dirs=dirs),
+                start_new_session=True, env=env, stdout=fd, stderr=asyncio.subprocess.STDOUT)
+        except BaseException:
+            if dirs:
+                await asyncio.to_thread(CgroupLimiter.release, dirs)
+            raise
+        finally:
+            os.close(fd)
+        if dirs:
+            self.__dict__.setdefault("_qhub_cgroups", {})[proc.pid] = dirs
+        return proc.pid
+
+    async def stop_process(self, pid: int) -> None:
+        await super().stop_process(pid)
+        dirs = self.__dict__.get("_qhub_cgroups", {}).pop(pid, None)
+        if dirs:
+            try:
+                await asyncio.to_thread(CgroupLimiter.release, dirs)
+            except OSError as e:
+                self.log.warning("Could not remove the cgroups %s: %s", list(dirs), e)
+
+    # -- dashboards: through the guard, for their owner only --
+
+    async def do_setup(self) -> None:
+        await super().do_setup()
+        limiter = self._limiter()
+        if limiter is not None:  # processes of clusters a previous gateway run left behind
+            for parent in limiter.layout.values():
+                leftovers = [str(d) for d in Path(parent).glob("*@dask-*") if d.is_dir()]
+                if leftovers:
+                    self.log.info("Removing %d cgroups of an earlier gateway run", len(leftovers))
+                    await asyncio.to_thread(CgroupLimiter.release, leftovers)
+        if not (self.hub_api_url and self.hub_api_token):
+            self.log.warning("hub_api_url/hub_api_token unset: cluster dashboards are not served")
+            return
+        link = HubLink(api_url=self.hub_api_url, api_token=self.hub_api_token,
+                       service_prefix=self.proxy.prefix or "/", hub_prefix=self.hub_prefix)
+        guard = DashboardGuard(link, self._dashboard_owner, self._dashboard_target, log=self.log)
+        self.__dict__["_qhub_guard"] = guard
+        await guard.start()
+        await self.proxy.add_route(kind="PATH", path="/oauth_callback", target=guard.url)
+        self.log.info("Cluster dashboards are served to their owners only, through %s", guard.url)
+
+    async def do_cleanup(self) -> None:
+        guard = self.__dict__.pop("_qhub_guard", None)
+        if guard is not None:
+            await guard.stop()
+        await super().do_cleanup()
+
+    def _dashboard_owner(self, name: str) -> str | None:
+        cluster = self.db.get_cluster(name)
+        return cluster.username if cluster is not None else None
+
+    def _dashboard_target(self, name: str) -> str:
+        cluster = self.db.get_cluster(name)
+        return cluster.dashboard_address if cluster is not None else ""
+
+    async def _check_cluster_proxied(self, cluster: Any) -> None:
+        # upstream routes /clusters/<name> straight to the (unauthenticated) dashboard
+        if cluster.added_to_proxies:
+            return
+        self.log.info("Adding cluster %s routes to proxies", cluster.name)
+        guard = self.__dict__.get("_qhub_guard")
+        if guard is not None and cluster.dashboard_address:
+            await self.proxy.add_route(kind="PATH", path=f"/clusters/{cluster.name}",
+                                       target=f"{guard.url}/clusters/{cluster.name}")
+        await self.proxy.add_route(kind="SNI", sni=cluster.name, target=cluster.scheduler_address)
+        cluster.added_to_proxies = True

@@ -65,6 +65,7 @@ def embedded_gateway_config_text(
     host: str = "127.0.0.1",
     service_name: str = GATEWAY_SERVICE,
     log_level: str = "INFO",
+    cgroup_name: str = "",
 ) -> str:
     """The text of the dask-gateway-server config (see `write_embedded_gateway_config`)."""
     qhub_config = os.path.abspath(qhub_config_path)
@@ -86,6 +87,9 @@ def embedded_gateway_config_text(
         f"c.Proxy.tcp_address = {f'{host}:{tcp_port}'!r}",
         f"c.Proxy.prefix = {f'/services/{service_name}'!r}",
         f"c.QHubLocalBackend.clusters_directory = {str(workdir / 'clusters')!r}",
+        f"c.QHubLocalBackend.hub_api_url = {hub_api_url!r}",
+        f"c.QHubLocalBackend.hub_api_token = {api_token!r}",
+        f"c.QHubLocalBackend.cgroup_name = {cgroup_name!r}",
         "c.QHubLocalBackend.cluster_status_period = 5.0",
         "c.QHubLocalBackend.worker_status_period = 5.0",
         "c.QHubLocalBackend.cluster_heartbeat_period = 5",
@@ -110,6 +114,7 @@ def write_embedded_gateway_config(
     service_name: str = GATEWAY_SERVICE,
     public_address: str | None = None,
     log_level: str = "INFO",
+    cgroup_name: str = "",
 ) -> EmbeddedGateway:
     """Write ``<workdir>/dask_gateway_config.py`` (0600, it holds the hub token) and describe it.
 
@@ -122,15 +127,18 @@ def write_embedded_gateway_config(
         http_port, tcp_port, api_port: see the module docstring.
         public_address: where a browser reaches the gateway (dashboard links), e.g.
             ``https://hub.example.org/services/dask-gateway``; default: `address`.
+        cgroup_name: the platform's cgroup, in which each scheduler and worker gets its own with
+            the cluster's limits (`QHubLocalBackend.cgroup_name`); empty: no cgroups.
     """
     workdir = Path(workdir)
     workdir.mkdir(mode=0o755, parents=True, exist_ok=True)
-    (workdir / "clusters").mkdir(mode=0o755, exist_ok=True)
-    os.chmod(workdir / "clusters", 0o755)
+    # users enter their own cluster's folder but cannot list the others (names are private)
+    (workdir / "clusters").mkdir(mode=0o711, exist_ok=True)
+    os.chmod(workdir / "clusters", 0o711)
     text = embedded_gateway_config_text(
         qhub_config_path, workdir=workdir, hub_api_url=hub_api_url, api_token=api_token,
         http_port=http_port, tcp_port=tcp_port, api_port=api_port, host=host,
-        service_name=service_name, log_level=log_level)
+        service_name=service_name, log_level=log_level, cgroup_name=cgroup_name)
     config_file = workdir / CONFIG_NAME
     fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -44,6 +44,7 @@ def prepare_gateway(settings: PlatformSettings, config: QHubConfig, token: str) 
         tcp_port=settings.gateway_tcp_port,
         api_port=settings.gateway_api_port,
         public_address=f"{settings.public_url}/services/dask-gateway",
+        cgroup_name=settings.cgroup_name,
     )
     data = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(gateway).items()}
     path.write_text(json.dumps(data, indent=1) + "\n")

@@ -162,6 +162,22 @@ class CgroupLimiter:
             Path(d, "cgroup.procs").write_text(str(pid))
 
     @staticmethod
+    def children(group_name: str) -> dict[str, list[str]]:
+        """The cgroups below this platform's (`group_name`): name -> its dirs (one per controller).
+
+        Names: ``<unix name>[.<server>]`` (servers), ``<unix name>@ssh`` (SSH sessions),
+        ``<unix name>@dask-<cluster>-<process>`` (Dask schedulers and workers)."""
+        _, own = own_cgroups()
+        found: dict[str, list[str]] = {}
+        for d in own.values():
+            parent = Path(d, group_name)
+            if parent.is_dir():
+                for child in sorted(parent.iterdir()):
+                    if child.is_dir():
+                        found.setdefault(child.name, []).append(str(child))
+        return found
+
+    @staticmethod
     def remove_parent(group_name: str) -> None:
         """Remove the (empty) parent cgroups of this platform's servers."""
         _, own = own_cgroups()

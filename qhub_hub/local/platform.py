@@ -116,7 +116,7 @@ class Platform:
             state_dir=s.ssh_dir, port=s.ssh_port or self.config.ssh.port, listen=s.ip or "0.0.0.0",
             session_dir=s.session_dir, hub_api_url=s.hub_api_url, api_token_file=s.root / "ssh-api-token",
             config_file=Path(s.config_path), log_dir=s.log_dir, run_dir=s.run_dir,
-            instance=s.instance)
+            instance=s.instance, cgroup_name="" if s.demo else s.cgroup_name)
 
     def sshd(self) -> procs.Component:
         s, settings = self.settings, self.ssh_settings()
@@ -436,9 +436,23 @@ def down(state_dir: str | os.PathLike, keep_servers: bool = False, out: Any = sy
             print(f"stopped {component.name}", file=out)
     if not platform.settings.demo:
         ssh.cleanup(platform.ssh_settings())
+    end_user_processes(platform, keep_servers, out)
     if not keep_servers:
         CgroupLimiter.remove_parent(platform.settings.cgroup_name)
     print("qhub-hub is down" + (" (user servers left running)" if keep_servers else ""), file=out)
+
+
+def end_user_processes(platform: Platform, keep_servers: bool, out: Any = sys.stdout) -> None:
+    """Kill whatever is left in the platform's cgroups: SSH sessions (``setsid`` ones included) and
+    Dask processes always, servers (and their kernels) unless `keep_servers`."""
+    for name, dirs in CgroupLimiter.children(platform.settings.cgroup_name).items():
+        if keep_servers and "@" not in name:  # a server's cgroup: <unix name>[.<server name>]
+            continue
+        try:
+            CgroupLimiter.release(dirs)
+            print(f"ended the processes of {name}", file=out)
+        except OSError as e:
+            print(f"warning: could not end the processes in {dirs}: {e}", file=out)
 
 
 def restart(state_dir: str | os.PathLike, out: Any = sys.stdout) -> None:

@@ -41,6 +41,7 @@ from .acl import AclError
 from .folders import FolderError, ensure_user_folders, user_folders
 from .limits import CgroupLimiter, CgroupPlan, Limits, rlimit_fallback
 from .process import ProcessSpec, ProcessStartError, close_gate, open_gate, start_process
+from .runtime_dir import ensure_runtime_dir
 from .session_env import VARIABLE as SESSION_ENV_VARIABLE
 from .session_env import env_file, session_environment, write_session_env
 
@@ -59,6 +60,7 @@ class Prepared:
     gid: int | None
     groups: tuple[int, ...] | None
     home: str
+    runtime_dir: str = ""  # JUPYTER_RUNTIME_DIR (kernel connection files and IPC sockets)
 
 
 class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
@@ -112,6 +114,14 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
         "storage.home_root.",
     )
 
+    runtime_dir_root = Unicode(
+        "/run/qhub-hub",
+        config=True,
+        help="Folder holding one private folder per user (<root>/<uid>, mode 0700, owned by the "
+        "user) that is their server's JUPYTER_RUNTIME_DIR: kernel connection files and the kernels' "
+        "IPC sockets live there, so no other user can reach a kernel. Default /run/qhub-hub.",
+    )
+
     gateway_environment = Dict(
         config=True,
         help="DASK_GATEWAY__* (and related) variables of the platform's Dask Gateway, given to every "
@@ -134,8 +144,11 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
     def get_args(self) -> list[str]:
         # stop promptly on the hub's SIGINT: without a terminal, Jupyter Server would otherwise ask
         # "Shut down this Jupyter server (y/[n])?" and carry on
-        # and the user's conda-store environments (QHUB_ENVIRONMENT_NAMESPACES) are its kernels
-        return [*super().get_args(), "--ServerApp.answer_yes=True", *jupyter_server_args()]
+        # and the user's conda-store environments (QHUB_ENVIRONMENT_NAMESPACES) are its kernels.
+        # Kernels talk ZeroMQ over unix sockets in the user's 0700 runtime folder, not over
+        # loopback TCP ports that every local user could connect to.
+        return [*super().get_args(), "--ServerApp.answer_yes=True", *jupyter_server_args(),
+                "--KernelManager.transport=ipc"]
 
     _prepared: Prepared | None = None
     cgroups: tuple[str, ...] = ()
@@ -163,6 +176,8 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
         env["USER"] = env["LOGNAME"] = plan.unix_name if not self.demo_mode else _me()
         env["HOME"] = prepared.home
         env["SHELL"] = "/bin/bash"
+        if prepared.runtime_dir:
+            env["JUPYTER_RUNTIME_DIR"] = prepared.runtime_dir
         return env
 
     def qhub_managed_environment(self) -> dict[str, str]:
@@ -230,7 +245,12 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
             self.log.error("Cannot start %s's server: %s", plan.username, e)
             raise SpawnRefused(500, f"Cannot start the server of {plan.username!r}: {e}") from None
         groups = (plan.gid, *plan.supplemental_gids)
-        return Prepared(plan.uid, plan.gid, tuple(sorted(set(groups))), plan.home.path)
+        try:
+            runtime = ensure_runtime_dir(self.runtime_dir_root, plan.uid, plan.gid)
+        except OSError as e:
+            raise SpawnRefused(500, f"Cannot start the server of {plan.username!r}: its private "
+                                    f"runtime folder in {self.runtime_dir_root} ({e})") from None
+        return Prepared(plan.uid, plan.gid, tuple(sorted(set(groups))), plan.home.path, runtime)
 
     def _prepare_demo(self, plan: UserPlan) -> Prepared:
         config = self.qhub_config

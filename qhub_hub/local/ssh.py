@@ -15,7 +15,9 @@ Login:
   user the config still admits; root and accounts that are not the platform's never get in.
 
 Sessions are ordinary sshd sessions of the user's account (uid, primary gid, groups from
-/etc/group: the same as their server), started through a small wrapper that loads the environment
+/etc/group: the same as their server), inside the user's SSH cgroup (PAM session step,
+`ssh_session.py`: the default profile's limits; `local down` ends whatever runs in it), started
+through a small wrapper that loads the environment
 their notebook server had (`session_env.py`, without tokens) before running the shell or the
 command. sftp, scp and VS Code Remote-SSH work as with any OpenSSH server.
 """
@@ -47,6 +49,7 @@ class SshSettings:
     log_dir: Path
     run_dir: Path
     instance: str  # short id of the platform: names its PAM service and sshd link
+    cgroup_name: str = ""  # the platform's cgroup: every session joins <unix name>@ssh below it
 
     @property
     def service(self) -> str:
@@ -121,6 +124,7 @@ LogLevel INFO
 
 def render_pam_service(s: SshSettings) -> str:
     check = f"{sys.executable} -I -m qhub_hub.local.ssh_check {s.check_settings}"
+    join = f"{sys.executable} -I -m qhub_hub.local.ssh_session {s.check_settings}"
     log = s.log_dir / "ssh-check.log"
     return f"""\
 # PAM service of qhub-hub's SSH server ({s.state_dir}); written by `qhub-hub local up`,
@@ -128,7 +132,7 @@ def render_pam_service(s: SshSettings) -> str:
 auth     required  pam_exec.so expose_authtok quiet log={log} {check}
 auth     optional  pam_permit.so
 account  required  pam_exec.so quiet log={log} {check}
-session  required  pam_permit.so
+session  required  pam_exec.so quiet log={log} {join}
 password required  pam_deny.so
 """
 
@@ -149,7 +153,7 @@ exec "${{SHELL:-/bin/sh}}" -l
 
 def check_settings(s: SshSettings) -> dict[str, str]:
     return {"hub_api_url": s.hub_api_url, "api_token_file": str(s.api_token_file),
-            "config_file": str(s.config_file)}
+            "config_file": str(s.config_file), "cgroup_name": s.cgroup_name}
 
 
 def prepare(s: SshSettings) -> None:

@@ -71,7 +71,7 @@ def test_working_directory_is_the_users_and_nothing_else_changes(base: Path) -> 
         assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (UID, GID, mode), path
     assert (workdir / ".certs" / "dask.pem").read_bytes() == b"KEY"
     clusters = os.stat(base / "clusters")
-    assert (clusters.st_uid, stat.S_IMODE(clusters.st_mode)) == (0, 0o755)
+    assert (clusters.st_uid, stat.S_IMODE(clusters.st_mode)) == (0, 0o711)  # names not listable
     after = os.stat("/")
     assert (after.st_uid, after.st_gid, after.st_mode) == (root_before.st_uid, root_before.st_gid,
                                                            root_before.st_mode)
@@ -103,9 +103,10 @@ def test_never_as_root(base: Path, config: dict, message: str) -> None:
     assert not (base / "clusters" / "c0ffee").exists()
 
 
-def test_clusters_directory_writable_by_others_is_refused(base: Path) -> None:
-    (base / "clusters").mkdir(mode=0o777)
-    (base / "clusters").chmod(0o777)
+@pytest.mark.parametrize("mode", [0o777, 0o755])  # writable, or cluster names listable by others
+def test_clusters_directory_writable_or_listable_by_others_is_refused(base: Path, mode: int) -> None:
+    (base / "clusters").mkdir(mode=mode)
+    (base / "clusters").chmod(mode)
     backend = QHubLocalBackend(clusters_directory=str(base / "clusters"))
     with pytest.raises(RefusedToStart, match="not writable by group or others"):
         backend.setup_working_directory(cluster())

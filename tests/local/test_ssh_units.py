@@ -43,9 +43,11 @@ def test_pam_service_is_named_after_the_state_dir():
     lines = [line.split() for line in render_pam_service(SETTINGS).splitlines() if not line.startswith("#")]
     assert [line[:3] for line in lines] == [
         ["auth", "required", "pam_exec.so"], ["auth", "optional", "pam_permit.so"],
-        ["account", "required", "pam_exec.so"], ["session", "required", "pam_permit.so"],
+        ["account", "required", "pam_exec.so"], ["session", "required", "pam_exec.so"],
         ["password", "required", "pam_deny.so"]]
     assert "expose_authtok" in lines[0] and lines[0][-1] == "/var/lib/qhub-hub/ssh/check.json"
+    # every session joins the user's cgroup before the user's shell runs
+    assert lines[3][-3:] == ["-m", "qhub_hub.local.ssh_session", "/var/lib/qhub-hub/ssh/check.json"]
 
 
 def test_a_password_that_is_no_token_never_reaches_the_hub():

@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("hash-password", help="read a password (prompt or stdin), print its bcrypt hash")
     p.set_defaults(func=cmd_hash_password)
 
+    from .importer.cli import add_import_commands
+
+    add_import_commands(sub)  # import, migrate-ownership (QHub 0.3 / Nebari deployments)
+
     try:
         from .local.cli import add_local_commands
     except ImportError:  # the embedded mode is optional for the config tools

@@ -1,0 +1,146 @@
+"""Helm values for `helm/qhub` from what both generations say about the chart's concerns:
+the domain and its certificate, storage sizes, a team's own lab image, JupyterLab's kernel and
+terminal culling and default settings. The qhub config itself goes under `qhub:`, so the file
+is ready for `helm install qhub helm/qhub -f values.yaml`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .images import split_image
+from .report import Report
+
+# Where the lab image (miniforge, prefix /opt/conda) reads JupyterLab's admin defaults and one
+# more jupyter_server config file; /etc/jupyter/jupyter_server_config.py is the image's own.
+LAB_OVERRIDES = "/opt/conda/share/jupyter/lab/settings/overrides.json"
+SERVER_CONFIG = "/usr/local/etc/jupyter/jupyter_server_config.json"
+
+
+def put(values: dict[str, Any], dotted: str, value: Any) -> None:
+    node = values
+    *parents, last = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+
+
+def domain(report: Report, values: dict[str, Any], data: Mapping[str, Any]) -> str | None:
+    """`domain` and `certificate` -> publicUrl and z2jh's proxy.https; returns the domain."""
+    name = data.get("domain")
+    if "domain" in data:
+        if isinstance(name, str) and name:
+            put(values, "publicUrl", f"https://{name}")
+            report.mapped(("domain",), f"helm values publicUrl https://{name} and proxy.https.hosts; "
+                          "OAuth callback URLs use it")
+        else:
+            report.needs_decision(("domain",), "empty: set publicUrl in the Helm values")
+            name = None
+    cert = data.get("certificate")
+    if "certificate" not in data:
+        return name
+    if not isinstance(cert, Mapping):
+        report.needs_decision(("certificate",), "not a mapping; not carried over")
+        return name
+    kind = str(cert.get("type", "self-signed"))
+    path = ("certificate",)
+    if kind == "lets-encrypt" and name:
+        put(values, "jupyterhub.proxy.https", {"enabled": True, "type": "letsencrypt", "hosts": [name],
+                                                "letsencrypt": {}})
+        if cert.get("acme_email"):
+            put(values, "jupyterhub.proxy.https.letsencrypt.contactEmail", cert["acme_email"])
+        if cert.get("acme_server"):
+            put(values, "jupyterhub.proxy.https.letsencrypt.acmeServer", cert["acme_server"])
+        report.mapped(path, "helm values jupyterhub.proxy.https (type letsencrypt, zero-to-jupyterhub's "
+                      "own certificate manager)")
+        for key in cert:
+            if key == "acme_challenge_type":
+                report.dropped((*path, key), "zero-to-jupyterhub's Let's Encrypt client answers "
+                               "TLS-ALPN/HTTP challenges on the proxy; no DNS challenge")
+            elif key in ("type", "acme_email", "acme_server"):
+                report.mapped((*path, key), "jupyterhub.proxy.https.letsencrypt")
+    elif kind == "existing" and name and cert.get("secret_name"):
+        put(values, "jupyterhub.proxy.https", {"enabled": True, "type": "secret", "hosts": [name],
+                                                "secret": {"name": cert["secret_name"]}})
+        report.mapped(path, f"helm values jupyterhub.proxy.https (type secret, {cert['secret_name']}): "
+                      "copy that TLS Secret into the release's namespace")
+    else:
+        report.needs_decision(path, f"certificate type {kind!r}: zero-to-jupyterhub has no self-signed "
+                              "mode; terminate TLS in your ingress/load balancer (proxy.https.type "
+                              "offload) or use Let's Encrypt")
+    return name
+
+
+def storage_sizes(report: Report, values: dict[str, Any], storage: Any) -> None:
+    if not isinstance(storage, Mapping):
+        report.needs_decision(("storage",), "not a mapping; not carried over")
+        return
+    report.mapped(("storage",), "helm values storage, one by one below")
+    for key, value in storage.items():
+        path = ("storage", key)
+        if key == "shared_filesystem":
+            put(values, "storage.size", str(value))
+            report.mapped(path, f"helm values storage.size {value} (homes, /shared and group folders)")
+        elif key == "conda_store":
+            put(values, "storage.condaStoreSize", str(value))
+            report.mapped(path, f"helm values storage.condaStoreSize {value} (built environments)")
+        elif key == "type":
+            if value == "nfs":
+                report.mapped(path, "helm values storage.type nfs-server (the chart's default; set "
+                              "storage.nfsServer.clusterIP)")
+            else:
+                report.needs_decision(path, f"{value}: give the chart a ReadWriteMany StorageClass "
+                                      "(storage.type storage-class, storage.storageClass) or an "
+                                      "existing claim (storage.type existing-claim)")
+        else:
+            report.needs_decision(path, f"{key!r} is not a storage setting of the chart; not carried over")
+
+
+def lab_image(report: Report, values: dict[str, Any], path: tuple, image: str) -> None:
+    name, tag = split_image(image)
+    put(values, "jupyterhub.singleuser.image", {"name": name, "tag": tag})
+    report.mapped(path, f"helm values jupyterhub.singleuser.image {image}: rebuild it FROM qhub-hub's "
+                  "lab image (images/lab), which user servers and Dask workers need")
+
+
+# Nebari's jupyterlab.idle_culler, in minutes -> jupyter_server traits, in seconds.
+_CULLER = {
+    "kernel_cull_idle_timeout": ("MappingKernelManager", "cull_idle_timeout", 60),
+    "kernel_cull_interval": ("MappingKernelManager", "cull_interval", 60),
+    "kernel_cull_connected": ("MappingKernelManager", "cull_connected", None),
+    "kernel_cull_busy": ("MappingKernelManager", "cull_busy", None),
+    "terminal_cull_inactive_timeout": ("TerminalManager", "cull_inactive_timeout", 60),
+    "terminal_cull_interval": ("TerminalManager", "cull_interval", 60),
+}
+
+
+def server_culling(report: Report, values: dict[str, Any], path: tuple, culler: Mapping[str, Any]) -> None:
+    server_config: dict[str, dict[str, Any]] = {}
+    for key, value in culler.items():
+        if key not in _CULLER:
+            continue
+        section, trait, factor = _CULLER[key]
+        server_config.setdefault(section, {})[trait] = value * factor if factor else value
+        report.mapped((*path, key), f"helm values jupyterhub.singleuser.extraFiles (jupyter_server "
+                      f"{section}.{trait}{', minutes -> seconds' if factor else ''})")
+    if server_config:
+        put(values, "jupyterhub.singleuser.extraFiles.qhub-import-server-config",
+            {"mountPath": SERVER_CONFIG, "data": server_config})
+
+
+def lab_settings(report: Report, values: dict[str, Any], path: tuple, settings: Any) -> None:
+    if not isinstance(settings, Mapping):
+        report.needs_decision(path, "not a mapping of JupyterLab settings; not carried over")
+        return
+    if settings:
+        put(values, "jupyterhub.singleuser.extraFiles.qhub-import-lab-overrides",
+            {"mountPath": LAB_OVERRIDES, "data": dict(settings)})
+    report.mapped(path, "helm values jupyterhub.singleuser.extraFiles (JupyterLab overrides.json)")
+
+
+_ORDER = ("publicUrl", "storage", "jupyterhub")  # as in helm/qhub/values.yaml
+
+
+def with_config(values: dict[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    ordered = {key: values[key] for key in _ORDER if key in values}
+    return {"qhub": dict(config), **ordered, **values}

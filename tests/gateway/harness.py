@@ -126,11 +126,16 @@ class GatewayStack:
         http_port, tcp_port, api_port = free_port(), free_port(), free_port()
         service = {"name": "dask-gateway", "api_token": token,
                    "url": f"http://127.0.0.1:{http_port}"}
+        # a qhub hub: it serves the users' plans, which the gateway asks for with its token
         self.hub = HubProcess(self.base / "hub", extra_config=textwrap.dedent(f"""
-            c.JupyterHub.authenticator_class = "dummy"
+            from qhub_hub import hub_settings
+            c.JupyterHub.authenticator_class = "qhub-password"
+            c.Authenticator.qhub_config_path = {str(self.config_path)!r}
+            hub_settings.configure_plan_scope(c)
             c.JupyterHub.services.append({service!r})
-            c.JupyterHub.load_roles.append({{"name": "user",
-                "scopes": ["self", "access:services!service=dask-gateway"]}})
+            c.JupyterHub.load_roles.append({{"name": "user", "scopes": hub_settings.user_role_scopes(
+                ["access:services!service=dask-gateway"])}})
+            c.JupyterHub.load_roles.append(hub_settings.plan_readers_role(["dask-gateway"]))
         """))
         # The gateway first: the hub waits for the services it proxies to answer before starting.
         self.gateway = write_embedded_gateway_config(

@@ -76,6 +76,7 @@ def storage_sizes(report: Report, values: dict[str, Any], storage: Any) -> None:
         report.needs_decision(("storage",), "not a mapping; not carried over")
         return
     report.mapped(("storage",), "helm values storage, one by one below")
+    put(values, "storage.type", "nfs-server")  # the chart's default, said explicitly: see STORAGE_NOTE
     for key, value in storage.items():
         path = ("storage", key)
         if key == "shared_filesystem":
@@ -98,9 +99,12 @@ def storage_sizes(report: Report, values: dict[str, Any], storage: Any) -> None:
 
 def lab_image(report: Report, values: dict[str, Any], path: tuple, image: str) -> None:
     name, tag = split_image(image)
+    # Dask workers run the notebook's image: the chart insists both are the same
     put(values, "jupyterhub.singleuser.image", {"name": name, "tag": tag})
-    report.mapped(path, f"helm values jupyterhub.singleuser.image {image}: rebuild it FROM qhub-hub's "
-                  "lab image (images/lab), which user servers and Dask workers need")
+    put(values, "dask-gateway.gateway.backend.image", {"name": name, "tag": tag})
+    report.mapped(path, f"helm values jupyterhub.singleuser.image and dask-gateway.gateway.backend.image "
+                  f"{image}: rebuild it FROM qhub-hub's lab image (images/lab), which user servers and "
+                  "Dask workers need")
 
 
 # Nebari's jupyterlab.idle_culler, in minutes -> jupyter_server traits, in seconds.
@@ -138,7 +142,12 @@ def lab_settings(report: Report, values: dict[str, Any], path: tuple, settings: 
     report.mapped(path, "helm values jupyterhub.singleuser.extraFiles (JupyterLab overrides.json)")
 
 
-_ORDER = ("publicUrl", "storage", "jupyterhub")  # as in helm/qhub/values.yaml
+_ORDER = ("publicUrl", "storage", "jupyterhub", "dask-gateway")  # as in helm/qhub/values.yaml
+
+
+STORAGE_NOTE = ("Helm values: one decision the old file cannot answer is where the volume lives. To keep "
+                "the users' files, bind a claim to the old volume and set storage.type existing-claim "
+                "and storage.existingClaim; for a fresh NFS server set storage.nfsServer.clusterIP.")
 
 
 def with_config(values: dict[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:

@@ -334,5 +334,6 @@ def import_nebari(data: Mapping[str, Any], report: Report,
                 "(security.dynamic_ids) and each group a gid, so before users log in re-own their files: "
                 "`qhub-hub migrate-ownership qhub-config.yaml --root VOLUME --from-uid 1000 --dry-run`, "
                 "check the list, then run it without --dry-run (README: Coming from QHub or Nebari).")
+    report.note(helm_values.STORAGE_NOTE)
     report.flag_unrecorded(data, "unknown to Nebari and to qhub-hub; not carried over")
     return config, values

@@ -312,5 +312,6 @@ def import_qhub03(data: Mapping[str, Any], report: Report) -> tuple[dict[str, An
         if not re.fullmatch(GROUP_NAME, name):
             report.needs_decision(("security", "groups", name), "not a Linux group name; rename it (and "
                                   "its folder on the volume)")
+    report.note(helm_values.STORAGE_NOTE)
     report.flag_unrecorded(data, "unknown to QHub 0.3 and to qhub-hub; not carried over")
     return config, values

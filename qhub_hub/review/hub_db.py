@@ -83,8 +83,9 @@ def _crypt_keeper(state_dir: Path, notes: list[str]) -> Any:
     try:
         key = json.loads((state_dir / "secrets.json").read_text())["crypt_key"]
         from jupyterhub.crypto import CryptKeeper
+        from traitlets.config import Config
 
-        return CryptKeeper(keys=[key])
+        return CryptKeeper(keys=[key], config=Config())  # an explicit config: no hub app imported
     except Exception as e:  # no secrets file, no key, no cryptography
         notes.append(f"cannot read the hub's crypt key ({e}): identity-provider users are planned "
                      "from their JupyterHub groups and the uid rule, not their recorded uid")

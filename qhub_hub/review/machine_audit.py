@@ -393,14 +393,15 @@ def _check_processes(ctx: _Context) -> None:
         extra, missing = sorted(proc.groups - want), sorted(want - proc.groups)
         detail = []
         if proc.gid != plan.gid:
-            detail.append(f"gid {proc.gid} instead of {plan.gid}")
+            detail.append(f"gid {proc.gid}, the plan gives {plan.gid}")
         if extra:
-            detail.append(f"groups {', '.join(map(str, extra))} the plan no longer gives")
+            detail.append(f"in groups {', '.join(map(str, extra))}, which the plan no longer gives")
         if missing:
-            detail.append(f"without groups {', '.join(map(str, missing))} the plan gives")
+            detail.append(f"not in groups {', '.join(map(str, missing))}, which the plan gives")
         ctx.found(Finding(
             "process_ids", f"pid {proc.pid} ({proc.name}) of {plan.username}",
-            f"the {what} runs with {'; '.join(detail)}: ids are fixed when a process starts",
+            f"the {what}'s ids differ from the plan: {'; '.join(detail)} (a process keeps the ids "
+            "it started with)",
             f"restart {plan.username}'s server (hub admin page, or DELETE /hub/api/users/"
             f"{plan.username}/server, then start it) and end their other sessions; "
             "--fix never stops processes"))

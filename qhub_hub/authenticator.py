@@ -46,6 +46,8 @@ from .config_errors import ConfigError
 from .hub_identity import AUTH_STATE_KEY, auth_state_summary, get_config, qhub_state
 from .plan_api import plan_handlers
 from .policy import plan_for
+from .hub_request_limits import bounded_spawn_handlers
+from .passwords import password_problem
 from .uid_registry import REGISTRY
 
 _request_db: contextvars.ContextVar[Any] = contextvars.ContextVar("qhub_request_db", default=None)
@@ -102,7 +104,8 @@ class QHubAuthenticatorMixin(LoggingConfigurable):
 
     def get_handlers(self, app: Any) -> list[tuple[str, type, dict[str, Any]]]:
         """The provider's login handlers, and the hub's plan endpoint (`qhub_hub.plan_api`)."""
-        return [*super().get_handlers(app), *plan_handlers(self.qhub_config_path)]
+        return [*super().get_handlers(app), *plan_handlers(self.qhub_config_path),
+                *bounded_spawn_handlers()]
 
     def qhub_auth_setting(self, auth_type: type, key: str, fallback: Any = None) -> Any:
         """`security.authentication.config.<key>` if the config uses `auth_type`, else `fallback`
@@ -171,7 +174,32 @@ class QHubAuthenticatorMixin(LoggingConfigurable):
 
 
 class QHubOAuthMixin(QHubAuthenticatorMixin):
-    """The config applied inside oauthenticator's flow (`update_auth_model`, `get_user_groups`)."""
+    """The config applied inside oauthenticator's flow (`update_auth_model`, `get_user_groups`).
+
+    A provider class names its config section type (`qhub_auth_type`) and the scopes qhub needs
+    (`qhub_needed_scopes`); the connection settings below then default to the config's values,
+    as oauthenticator's own ``client_id_env`` does for environment variables.
+    """
+
+    qhub_auth_type: type = type(None)  # GitHubAuth, Auth0Auth, OIDCAuth
+    qhub_needed_scopes: tuple[str, ...] = ()
+
+    @default("scope")
+    def _qhub_scope(self) -> list[str]:
+        return self.qhub_scopes(self.qhub_auth_type, list(self.qhub_needed_scopes))
+
+    @default("client_id")
+    def _qhub_client_id(self) -> str:
+        return self.qhub_auth_setting(self.qhub_auth_type, "client_id") or super()._client_id_default()
+
+    @default("client_secret")
+    def _qhub_client_secret(self) -> str:
+        return self.qhub_auth_setting(self.qhub_auth_type, "client_secret") or super()._client_secret_default()
+
+    @default("oauth_callback_url")
+    def _qhub_callback(self) -> str:
+        return self.qhub_auth_setting(self.qhub_auth_type, "oauth_callback_url") or os.environ.get(
+            "OAUTH_CALLBACK_URL", "")
 
     async def authenticate(self, handler: Any, data: Any = None, **kwargs: Any) -> Any:
         token = _request_db.set(getattr(handler, "db", None))
@@ -212,6 +240,12 @@ class QHubPasswordAuthenticator(QHubAuthenticatorMixin, Authenticator):
     async def authenticate(self, handler: Any, data: Mapping[str, str]) -> dict[str, Any] | None:
         username = (data.get("username") or "").strip()
         password = data.get("password") or ""
+        problem = password_problem(password)  # bcrypt refuses these (it used to be a 500)
+        if problem:
+            self.log.warning("qhub: login as %r refused: %s", username, problem)
+            error = web.HTTPError(400, "%s", problem)
+            error.jupyterhub_message = problem
+            raise error
         config = self.qhub_config
         user = config.security.users.get(username)
         hashed = (user.password if user and user.password else None) or _DUMMY_HASH
@@ -249,26 +283,12 @@ class QHubGitHubOAuthenticator(QHubOAuthMixin, GitHubOAuthenticator):
     ``org:team``) admit their members even without a mapped group.
     """
 
+    qhub_auth_type = GitHubAuth
+    qhub_needed_scopes = ("read:user", "read:org")
+
     @default("populate_teams_in_auth_state")
     def _qhub_teams(self) -> bool:
         return True
-
-    @default("scope")
-    def _qhub_scope(self) -> list[str]:
-        return self.qhub_scopes(GitHubAuth, ["read:user", "read:org"])
-
-    @default("client_id")
-    def _qhub_client_id(self) -> str:
-        return self.qhub_auth_setting(GitHubAuth, "client_id") or super()._client_id_default()
-
-    @default("client_secret")
-    def _qhub_client_secret(self) -> str:
-        return self.qhub_auth_setting(GitHubAuth, "client_secret") or super()._client_secret_default()
-
-    @default("oauth_callback_url")
-    def _qhub_callback(self) -> str:
-        return self.qhub_auth_setting(GitHubAuth, "oauth_callback_url") or os.environ.get(
-            "OAUTH_CALLBACK_URL", "")
 
     @default("github_url")
     def _qhub_github_url(self) -> str:
@@ -317,6 +337,9 @@ def _claim_groups(auth_model: Mapping[str, Any], user_key: str, claim: str | Non
 class QHubAuth0OAuthenticator(QHubOAuthMixin, Auth0OAuthenticator):
     """Auth0 login; groups from the userinfo claim named in config ``groups_claim``."""
 
+    qhub_auth_type = Auth0Auth
+    qhub_needed_scopes = ("openid", "email", "profile")
+
     @default("auth0_domain")
     def _qhub_auth0_domain(self) -> str:
         domain = self.qhub_auth_setting(Auth0Auth, "auth0_domain")
@@ -324,23 +347,6 @@ class QHubAuth0OAuthenticator(QHubOAuthMixin, Auth0OAuthenticator):
             return domain
         sub = self.qhub_auth_setting(Auth0Auth, "auth0_subdomain")
         return f"{sub}.auth0.com" if sub else super()._auth0_domain_default()
-
-    @default("scope")
-    def _qhub_scope(self) -> list[str]:
-        return self.qhub_scopes(Auth0Auth, ["openid", "email", "profile"])
-
-    @default("client_id")
-    def _qhub_client_id(self) -> str:
-        return self.qhub_auth_setting(Auth0Auth, "client_id") or super()._client_id_default()
-
-    @default("client_secret")
-    def _qhub_client_secret(self) -> str:
-        return self.qhub_auth_setting(Auth0Auth, "client_secret") or super()._client_secret_default()
-
-    @default("oauth_callback_url")
-    def _qhub_callback(self) -> str:
-        return self.qhub_auth_setting(Auth0Auth, "oauth_callback_url") or os.environ.get(
-            "OAUTH_CALLBACK_URL", "")
 
     def qhub_idp_groups(self, auth_model: Mapping[str, Any]) -> list[str]:
         claim = self.qhub_auth_setting(Auth0Auth, "groups_claim")
@@ -359,6 +365,9 @@ class QHubGenericOAuthenticator(QHubOAuthMixin, GenericOAuthenticator):
     """Any OpenID Connect provider (Keycloak, ...); groups from the config's ``groups_claim``
     (Keycloak's full group paths like ``/analysts`` lose their leading slash)."""
 
+    qhub_auth_type = OIDCAuth
+    qhub_needed_scopes = ("openid", "profile", "email")
+
     @default("authorize_url")
     def _qhub_authorize_url(self) -> str:
         return self.qhub_auth_setting(OIDCAuth, "authorize_url") or super()._authorize_url_default()
@@ -374,23 +383,6 @@ class QHubGenericOAuthenticator(QHubOAuthMixin, GenericOAuthenticator):
     @default("username_claim")
     def _qhub_username_claim(self) -> str:
         return self.qhub_auth_setting(OIDCAuth, "username_claim", "preferred_username")
-
-    @default("scope")
-    def _qhub_scope(self) -> list[str]:
-        return self.qhub_scopes(OIDCAuth, ["openid", "profile", "email"])
-
-    @default("client_id")
-    def _qhub_client_id(self) -> str:
-        return self.qhub_auth_setting(OIDCAuth, "client_id") or super()._client_id_default()
-
-    @default("client_secret")
-    def _qhub_client_secret(self) -> str:
-        return self.qhub_auth_setting(OIDCAuth, "client_secret") or super()._client_secret_default()
-
-    @default("oauth_callback_url")
-    def _qhub_callback(self) -> str:
-        return self.qhub_auth_setting(OIDCAuth, "oauth_callback_url") or os.environ.get(
-            "OAUTH_CALLBACK_URL", "")
 
     @default("login_service")
     def _qhub_login_service(self) -> str:

@@ -31,15 +31,14 @@ from kubespawner.utils import get_k8s_model
 from traitlets import Unicode, default
 
 from . import pod as podlib
-from .config import JupyterLabProfile
+from .config import JupyterLabProfile, KubespawnerOverride
 from .policy import UserPlan
 from .spawner_options import PlanSpawnerMixin
 
-# KubeSpawner traits a profile may set (config.KubespawnerOverride minus `environment`, which the
-# mixin applies to the environment with the managed names protected).
-PROFILE_TRAITS = ("image", "image_pull_policy", "cpu_limit", "cpu_guarantee", "mem_limit",
-                  "mem_guarantee", "extra_resource_limits", "extra_resource_guarantees",
-                  "node_selector", "tolerations", "default_url", "start_timeout")
+# The spawner traits a profile may set, and so the ones every spawn resets to the admin's values
+# first: derived from the config model, so a new override field cannot leak into the next spawn.
+# (`environment` is not a trait override: the mixin filters it into get_env.)
+PROFILE_TRAITS = tuple(name for name in KubespawnerOverride.model_fields if name != "environment")
 MERGED_TRAITS = ("extra_resource_limits", "extra_resource_guarantees", "node_selector")
 
 

@@ -44,10 +44,10 @@ from traitlets.config import LoggingConfigurable
 from .config import Auth0Auth, GitHubAuth, OIDCAuth, QHubConfig
 from .config_errors import ConfigError
 from .hub_identity import AUTH_STATE_KEY, auth_state_summary, get_config, qhub_state
-from .plan_api import plan_handlers
-from .policy import plan_for
 from .hub_request_limits import bounded_spawn_handlers
 from .passwords import password_problem
+from .plan_api import plan_handlers
+from .policy import plan_for
 from .uid_registry import REGISTRY
 
 _request_db: contextvars.ContextVar[Any] = contextvars.ContextVar("qhub_request_db", default=None)

@@ -37,7 +37,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+import logging
 import re
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,12 +54,16 @@ from .hub_identity import get_config, plan_for_hub_user
 from .policy import UserPlan
 from .profile_choice import ProfileRefused, choose_profile
 from .server_env import server_environment
+from .user_options import known_options, user_options_problem
 
 # Names a profile's `environment` may not set: the hub, the plan and the platform own them.
 MANAGED_ENV = re.compile(
     r"^(JUPYTERHUB_|JPY_|QHUB_|DASK_GATEWAY__|NSS_WRAPPER_|JUPYTER_IMAGE)"
     r"|^(LD_PRELOAD|HOME|USER|LOGNAME|SHELL)$"
 )
+
+
+_RECENT_REFUSALS: deque[str] = deque(maxlen=64)  # str() of recent 4xx refusals, for the log filter
 
 
 class SpawnRefused(web.HTTPError):
@@ -67,6 +73,37 @@ class SpawnRefused(web.HTTPError):
         super().__init__(status, "%s", message)
         self.jupyterhub_message = message
         self.message = message
+        if 400 <= status < 500:
+            _RECENT_REFUSALS.append(str(self))
+
+
+class RefusalLogFilter(logging.Filter):
+    """Drops JupyterHub's error records about a spawn the plan refused (4xx).
+
+    JupyterHub logs every exception of ``apply_user_options`` with its traceback, then the failed
+    spawn at error level. A refusal (a profile the user may not use, an unknown option) is the
+    request's fault, not the hub's: the spawner logs it once, at warning level, and these two
+    records are dropped. Real failures (5xx, anything else) are logged as before.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, SpawnRefused):
+            return not 400 <= error.status_code < 500
+        if record.levelno >= logging.ERROR and str(record.msg).startswith("Error starting "):
+            message = record.getMessage()
+            return not any(message.endswith(refusal) for refusal in _RECENT_REFUSALS)
+        return True
+
+
+def quiet_refusals(log: logging.Logger | logging.LoggerAdapter) -> None:
+    """Install `RefusalLogFilter` on the spawner's logger and on Tornado's application logger,
+    which JupyterHub's `User` logs spawn failures to (once each)."""
+    from tornado.log import app_log
+
+    for logger in (log.logger if isinstance(log, logging.LoggerAdapter) else log, app_log):
+        if not any(isinstance(f, RefusalLogFilter) for f in logger.filters):
+            logger.addFilter(RefusalLogFilter())
 
 
 def refused(e: ProfileRefused) -> SpawnRefused:
@@ -140,6 +177,10 @@ class PlanSpawnerMixin(LoggingConfigurable):
     qhub_profile: JupyterLabProfile | None = None
     qhub_user_plan: UserPlan | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        quiet_refusals(self.log)
+
     @default("options_form")
     def _qhub_options_form_default(self) -> Any:
         return _options_form
@@ -191,7 +232,13 @@ class PlanSpawnerMixin(LoggingConfigurable):
     async def qhub_apply_user_options(
         self, user_options: Mapping[str, Any] | None
     ) -> JupyterLabProfile | None:
-        """Decide the profile for `user_options` from the plan; refuse with 403/400."""
+        """Decide the profile for `user_options` from the plan; refuse with 403/400 (413 when
+        they are too large)."""
+        problem = user_options_problem(user_options)
+        if problem is not None:
+            self._qhub_keep_known_options(user_options)
+            self.log.warning("Refusing to start %s's server: %s", self.user.name, problem[1])
+            raise SpawnRefused(*problem)
         config = self.qhub_config
         plan = await self.qhub_plan()
         self._qhub_refuse_unadmitted(plan)
@@ -209,6 +256,19 @@ class PlanSpawnerMixin(LoggingConfigurable):
         self.qhub_user_plan = plan
         await maybe_future(self.qhub_apply_profile(profile, plan))
         return profile
+
+    def _qhub_keep_known_options(self, user_options: Mapping[str, Any] | None) -> None:
+        """JupyterHub saved the request's options before asking us: keep only the known keys."""
+        orm_spawner = getattr(self, "orm_spawner", None)
+        if orm_spawner is None or orm_spawner.user_options != user_options:
+            return
+        from sqlalchemy.orm import object_session
+
+        orm_spawner.user_options = known_options(user_options)
+        self.user_options = dict(orm_spawner.user_options)
+        session = object_session(orm_spawner)
+        if session is not None:
+            session.commit()
 
     def qhub_apply_profile(self, profile: JupyterLabProfile | None, plan: UserPlan) -> Any:
         """Hook: apply the chosen profile to the spawner (may be async). Default: nothing."""

@@ -12,6 +12,8 @@ from typing import Any
 from aiohttp import web
 from dask_gateway_server.auth import JupyterHubAuthenticator
 
+from .landing import add_landing_page
+
 REJECTED = ("The hub did not accept this JupyterHub API token (unknown, expired or revoked). In a "
             "notebook, restart your server to get a fresh JUPYTERHUB_API_TOKEN; elsewhere, make a "
             "new token on the hub's token page.")
@@ -19,6 +21,11 @@ REJECTED = ("The hub did not accept this JupyterHub API token (unknown, expired 
 
 class QHubJupyterHubAuthenticator(JupyterHubAuthenticator):
     """`c.DaskGateway.authenticator_class` for qhub-hub gateways."""
+
+    async def setup(self, app: Any) -> None:
+        await super().setup(app)
+        # every qhub gateway (embedded and chart) has this authenticator: the one hook both share
+        add_landing_page(app)
 
     async def authenticate(self, request: Any) -> Any:
         try:

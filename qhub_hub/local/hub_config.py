@@ -86,6 +86,9 @@ def configure_spawner(c: Any, s: PlatformSettings, config: QHubConfig, gateway: 
     # than fail; 50 at once take about 2 minutes on 2 cores (benchmarks/spawn.py)
     c.Spawner.start_timeout = 300
     c.Spawner.http_timeout = 300
+    # a JupyterLab server takes 10-20 s to answer on 2 cores: warn that a user's server is "slow
+    # to become responsive" only past that (JupyterHub's default, 10 s, warned at every start)
+    c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 30}
     scopes = list(hub_settings.DEFAULT_SERVER_TOKEN_SCOPES)
     if gateway is not None:
         from ..gateway.hub_service import gateway_server_token_scopes

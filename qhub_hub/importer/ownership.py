@@ -19,6 +19,7 @@ and named: give them fixed uids in security.users.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ from ..policy import plan_for
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 # Not users: QHub 0.3 kept group folders in home/shared.
 NOT_HOMES = frozenset({"shared"})
+# A home this tool already renamed (qhub_hub.naming's escaped form): the hub username it came from,
+# which the uid derives from, is not known any more, so it is left as the first run made it.
+ESCAPED = re.compile(r"[a-z][a-z0-9_-]{0,19}--[a-z2-7]{10}")
 
 
 class MigrationError(RuntimeError):
@@ -175,6 +179,9 @@ def _migrate_homes(config: QHubConfig, job: _Job, root_fd: int) -> None:
         with os.scandir(home_fd) as it:
             names = sorted(e.name for e in it if e.is_dir(follow_symlinks=False)
                            and not e.name.startswith(".") and e.name not in NOT_HOMES)
+        for name in [n for n in names if ESCAPED.fullmatch(n)]:
+            job.say(f"skipped home/{name}: already renamed by an earlier run")
+            names.remove(name)
         owners = _home_owners(config, names)
         existing = set(os.listdir(home_fd))
         for name in names:

@@ -12,6 +12,7 @@ import yaml
 
 from .config import config_schema, load_config
 from .config_errors import ConfigError
+from .passwords import password_bytes, password_problem
 from .policy import PlanError, plan_for
 from .review.cli import add_explain_options, add_review_commands, cmd_explain_reverse, wants_reverse
 
@@ -70,7 +71,11 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     if not password:
         print("error: empty password", file=sys.stderr)
         return 1
-    print(bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode())
+    problem = password_problem(password)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    print(bcrypt.hashpw(password_bytes(password), bcrypt.gensalt()).decode())
     return 0
 
 

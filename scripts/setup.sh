@@ -34,18 +34,32 @@ if [[ ! -x "$prefix/bin/python" ]]; then
   echo "setup: creating the Python environment in $prefix"
   /usr/bin/python3 -m venv "$prefix"
 fi
+# The stamp says which pyproject.toml (and checkout) was installed, and whether with the test
+# extras: `run.sh up` after `run.sh test` installs nothing, and `run.sh test` after `run.sh up` adds
+# only the test extras' packages (never reinstalling the project or the rest).
 stamp="$prefix/.qhub-hub-installed"
-want="$(sha256sum pyproject.toml | cut -c1-16)$extras:$repo"
-if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-  echo "setup: pip install -e .$extras (log: $prefix/pip.log)"
-  # setuptools' editable-install chatter goes to the log; on a failure the log's end is shown
-  if ! { "$prefix/bin/pip" install -q --upgrade pip && "$prefix/bin/pip" install -q -e ".$extras"; } \
-       > "$prefix/pip.log" 2>&1; then
+base="$(sha256sum pyproject.toml | cut -c1-16):$repo"
+have="$(cat "$stamp" 2>/dev/null || true)"
+pip_step() {  # pip's chatter goes to the log; on a failure the log's end is shown
+  if ! "$@" > "$prefix/pip.log" 2>&1; then
     tail -n 40 "$prefix/pip.log" >&2
     echo "setup: pip install failed; the whole log is $prefix/pip.log" >&2
     exit 1
   fi
-  echo "$want" > "$stamp"
+}
+if [[ "$have" != "$base" && "$have" != "$base[test]" ]]; then
+  echo "setup: pip install -e .$extras (log: $prefix/pip.log)"
+  pip_step bash -c '"$1/bin/pip" install -q --upgrade pip && "$1/bin/pip" install -q -e ".$2"' _ "$prefix" "$extras"
+  echo "$base$extras" > "$stamp"
+elif [[ -n "$extras" && "$have" == "$base" ]]; then
+  mapfile -t test_deps < <("$prefix/bin/python" - pyproject.toml <<'PY'
+import sys, tomllib
+print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["optional-dependencies"]["test"]))
+PY
+)
+  echo "setup: pip install the test extras (log: $prefix/pip.log)"
+  pip_step "$prefix/bin/pip" install -q "${test_deps[@]}"
+  echo "$base[test]" > "$stamp"
 fi
 
 if [[ ! -x "$prefix/bin/configurable-http-proxy" ]]; then

@@ -1,12 +1,14 @@
-"""The images (no Docker engine here: they are parsed, linted and checked, not built).
+"""The images' Containerfiles, parsed, linted and checked (tests/cluster builds and runs them).
 
-- every Dockerfile parses with BuildKit's own parser and is hadolint-clean;
+- every Containerfile parses with BuildKit's own parser and is hadolint-clean;
 - base image versions are the chart's dependency versions (hub = z2jh 4.4.0, gateway server =
   dask-gateway 2026.3.0 = the client in the lab image);
-- what the Dockerfiles COPY exists, and their .dockerignore lets it through;
+- what the Containerfiles COPY exists, and their Containerfile.dockerignore lets it through;
+- the base is a build argument (BASE) whose default is the upstream image; what a plain Debian base
+  lacks comes from requirements files pinned like the upstream image (lab: like environment.yml);
 - each image's third-party imports are there: qhub_hub is installed with --no-deps, so every module
   the code that image runs imports at load time must come from the base image (facts below) or from
-  the Dockerfile's own pip line -- and that line adds nothing else;
+  the Containerfile's own pip line -- and that line adds nothing else;
 - values.yaml names these images, tagged with the chart's appVersion.
 """
 
@@ -29,7 +31,8 @@ from . import chart
 from .upstream import DASK_GATEWAY_VERSION, JUPYTERHUB_VERSION
 
 IMAGES = chart.REPO / "images"
-NAMES = ("hub", "lab", "gateway", "conda-store")
+NAMES = ("hub", "lab", "gateway", "conda-store")  # our code on an upstream base
+ALL_NAMES = (*NAMES, "proxy", "init", "pause")  # plus what the chart's pods cannot pull everywhere
 CHART_META = yaml.safe_load((chart.CHART / "Chart.yaml").read_text())
 VALUES = yaml.safe_load((chart.CHART / "values.yaml").read_text())
 
@@ -61,7 +64,7 @@ DISTRIBUTION_MODULES = {"yaml-rs": "yaml_rs", "pyyaml": "yaml"}
 
 
 def instructions(name: str) -> list[dockerfile.Command]:
-    return list(dockerfile.parse_file(str(IMAGES / name / "Dockerfile")))
+    return list(dockerfile.parse_file(str(IMAGES / name / "Containerfile")))
 
 
 def arg_defaults(commands) -> dict[str, str]:
@@ -72,21 +75,24 @@ def base_image(name: str) -> str:
     commands = instructions(name)
     args = arg_defaults(commands)
     [from_] = [c for c in commands if c.cmd == "FROM"]
-    return re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], from_.value[0])
+    image = from_.value[0]
+    while "${" in image:  # BASE's default names other ARGs
+        image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
+    return image
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_dockerfile_parses_and_is_small(name):
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_containerfile_parses_and_is_small(name):
     commands = instructions(name)
     assert [c.cmd for c in commands if c.cmd == "FROM"] == ["FROM"]  # one stage
     users = [c.value[0] for c in commands if c.cmd == "USER"]
     assert users and users[-1].split(":")[0] not in ("0", "root")  # never runs as root by default
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ALL_NAMES)
 def test_hadolint_is_clean(name):
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
-    result = subprocess.run([hadolint, "--no-color", "-f", "json", str(IMAGES / name / "Dockerfile")],
+    result = subprocess.run([hadolint, "--no-color", "-f", "json", str(IMAGES / name / "Containerfile")],
                             capture_output=True, text=True, timeout=60)
     assert json.loads(result.stdout or "[]") == [], result.stdout
 
@@ -107,8 +113,39 @@ def test_base_images_match_the_chart():
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_the_base_is_a_build_argument(name):
+    commands = instructions(name)
+    [from_] = [c for c in commands if c.cmd == "FROM"]
+    assert from_.value[0] == "${BASE}" and "BASE" in arg_defaults(commands)
+
+
+def test_lab_requirements_pin_what_environment_yml_pins():
+    """Without conda, the lab image's packages come from PyPI with the same pins."""
+    environment = yaml.safe_load((IMAGES / "lab" / "environment.yml").read_text())
+    conda = dict(d.split("=", 1) for d in environment["dependencies"] if isinstance(d, str) and "=" in d)
+    pip = dict(line.split("==", 1) for line in (IMAGES / "lab" / "requirements.txt").read_text().splitlines()
+               if "==" in line and not line.startswith("#"))
+    pip = {k: v.rstrip(".*") for k, v in pip.items()}
+    for package in ("dask", "distributed", "dask-gateway", "jupyterlab", "ipywidgets", "dask-labextension"):
+        assert pip[package] == conda[package].rstrip(".*"), package
+    assert pip["jupyterhub"] == conda["jupyterhub-singleuser"]
+
+
+@pytest.mark.parametrize("name", ["hub", "gateway", "conda-store"])
+def test_base_requirements_pin_the_upstream_versions(name):
+    pins = dict(line.split("==", 1) for line in (IMAGES / name / "base-requirements.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    upstream = base_image(name).rsplit(":", 1)[1]
+    main = {"hub": "jupyterhub", "gateway": "dask-gateway-server[kubernetes]", "conda-store": "conda-store-server"}
+    if name == "hub":
+        assert pins["jupyterhub"].startswith("5.5.")  # z2jh 4.4.0 runs JupyterHub 5.5
+    else:
+        assert pins[main[name]] == upstream
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_NAMES if n != "pause"])  # pause: its own context
 def test_copied_files_exist_and_reach_the_build(name):
-    ignore = [line.strip() for line in (IMAGES / name / "Dockerfile.dockerignore").read_text().splitlines()
+    ignore = [line.strip() for line in (IMAGES / name / "Containerfile.dockerignore").read_text().splitlines()
               if line.strip() and not line.startswith("#")]
 
     def sent(path: str) -> bool:
@@ -127,7 +164,7 @@ def test_copied_files_exist_and_reach_the_build(name):
             continue
         for source in command.value[:-1]:
             assert (chart.REPO / source).exists(), f"{name}: COPY {source}: no such path"
-            assert sent(source), f"{name}: COPY {source} is excluded by Dockerfile.dockerignore"
+            assert sent(source), f"{name}: COPY {source} is excluded by Containerfile.dockerignore"
     if name == "lab":
         assert not sent("extensions/jupyterlab-qhub-videochat/node_modules/x")
 
@@ -191,8 +228,9 @@ def pip_added(name: str) -> set[str]:
             for line in command.value[0].split("&&"):
                 words = line.split()
                 if words[:2] == ["pip", "install"] and "--no-deps" not in words:
-                    for word in words[2:]:
-                        if not word.startswith("-"):
+                    for before, word in zip(words[1:], words[2:], strict=False):
+                        # -r: the base's own packages, for a plain base (tested above)
+                        if not word.startswith("-") and before not in ("-r", "--requirement"):
                             dist = re.split(r"[=<>]", word)[0].lower()
                             modules.add(DISTRIBUTION_MODULES.get(dist, dist.replace("-", "_")))
     return modules
@@ -203,9 +241,10 @@ def test_every_import_is_in_the_image(name):
     needed = third_party_imports(ENTRY_POINTS[name])
     added = pip_added(name)
     missing = needed - BASE_MODULES[name] - added
-    assert not missing, f"{name} image: qhub_hub imports {sorted(missing)} that neither the base nor the Dockerfile has"
+    assert not missing, (f"{name} image: qhub_hub imports {sorted(missing)} that neither the base nor the "
+                         "Containerfile has")
     unneeded = added - needed
-    assert not unneeded, f"{name} image: the Dockerfile installs {sorted(unneeded)} that nothing imports"
+    assert not unneeded, f"{name} image: the Containerfile installs {sorted(unneeded)} that nothing imports"
 
 
 def test_the_import_check_sees_imports():

@@ -1,0 +1,167 @@
+"""The images, built here from Debian and PyPI packages with buildah (no container registry).
+
+- The base: a minbase Debian bookworm rootfs from `mmdebstrap` with a Python venv at /usr/local
+  (so `pip` installs where the upstream Python images install), imported as
+  `localhost/qhub-hub/debian:bookworm-<key>`.
+- Each of images/<name>/Containerfile is built with `--build-arg BASE=<that base>`; the same file
+  builds from its upstream base elsewhere.
+- Package downloads pass the same TLS-inspecting path as the machine's own: the machine's CA
+  bundle is bind-mounted into every build step (never copied into an image).
+- Each image is tagged with a hash of its inputs (Containerfile, the files it copies, the base, the
+  build args): a warm run finds every tag and builds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .paths import CACHE, IMAGES
+from .steps import ClusterError, run, say
+
+REPO = Path(__file__).resolve().parents[2]
+NAMES = ("hub", "lab", "gateway", "conda-store", "proxy", "init", "pause")
+PAUSE_TAG = "3.4"  # the pause version of Kubernetes 1.20
+CA_BUNDLE = Path(os.environ.get("QHUB_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
+MIRROR = os.environ.get("QHUB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+SECURITY_MIRROR = os.environ.get("QHUB_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
+BASE_PACKAGES = ("ca-certificates", "python3", "python3-venv", "passwd", "procps")
+CONTAINERS_CONF = """\
+# qhub-hub's dev cluster: what podman/buildah need on these machines (see KUBERNETES.md)
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+"""
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    ref: str  # localhost/qhub-hub/<name>:<input hash>
+    built_seconds: float | None  # None: found in the cache
+
+
+def container_env() -> dict[str, str]:
+    """Environment for podman/buildah: our containers.conf, not the machine's."""
+    conf = CACHE / "containers" / "containers.conf"
+    if not conf.exists() or conf.read_text() != CONTAINERS_CONF:
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(CONTAINERS_CONF)
+    return dict(os.environ, CONTAINERS_CONF=str(conf), BUILDAH_LAYERS="false")
+
+
+def _exists(ref: str) -> bool:
+    return subprocess.run(["podman", "image", "exists", ref], env=container_env()).returncode == 0
+
+
+def _hash(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(hashlib.sha256(part).digest())
+    return h.hexdigest()[:16]
+
+
+def _tree_bytes(path: Path) -> bytes:
+    """Names and contents of every file under path (caches and build output left out)."""
+    if path.is_file():
+        return path.name.encode() + b"\0" + path.read_bytes()
+    out = []
+    for p in sorted(path.rglob("*")):
+        rel = p.relative_to(path)
+        if p.is_file() and not {"__pycache__", "node_modules", ".pytest_cache"} & set(rel.parts):
+            out.append(str(rel).encode() + b"\0" + p.read_bytes())
+    return b"\0\0".join(out)
+
+
+def base_image(log: Path) -> str:
+    """The Debian base image (built with mmdebstrap once, then found by its key)."""
+    command = ["mmdebstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES),
+               "--customize-hook=chroot \"$1\" python3 -m venv /usr/local",
+               "--customize-hook=rm -rf \"$1\"/var/cache/apt/* \"$1\"/var/lib/apt/lists/*",
+               "bookworm", "{tarball}",
+               f"deb {MIRROR} bookworm main", f"deb {MIRROR} bookworm-updates main",
+               f"deb {SECURITY_MIRROR} bookworm-security main"]
+    key = _hash(json.dumps(command).encode())
+    ref = f"localhost/qhub-hub/debian:bookworm-{key}"
+    if _exists(ref):
+        return ref
+    tarball = IMAGES / f"debian-bookworm-{key}.tar"
+    if not tarball.exists():
+        say(f"images: Debian base with mmdebstrap (about 30 s; log: {log})")
+        partial = tarball.with_suffix(".partial.tar")
+        tarball.parent.mkdir(parents=True, exist_ok=True)
+        run([c.replace("{tarball}", str(partial)) for c in command], log=log)
+        partial.rename(tarball)
+    run(["podman", "import", "--change", "CMD=/bin/bash", tarball, ref], log=log, env=container_env())
+    return ref
+
+
+def _copied_paths(containerfile: Path) -> list[str]:
+    """Sources of the Containerfile's COPY lines (relative to the build context)."""
+    sources = []
+    for line in containerfile.read_text().splitlines():
+        if line.startswith("COPY "):
+            words = [w for w in line.split()[1:] if not w.startswith("--")]
+            sources += words[:-1]
+    return sources
+
+
+def build_one(name: str, base: str, pause_dir: Path | None, log: Path) -> Image:
+    folder = REPO / "images" / name
+    containerfile = folder / "Containerfile"
+    context = pause_dir if name == "pause" else REPO
+    if context is None:
+        raise ClusterError("the pause image needs the compiled pause program (build Kubernetes first)")
+    build_args = {"BASE": base}
+    if "ARG NODE_EXTRA_CA_CERTS" in containerfile.read_text():  # npm does not read the system store
+        build_args["NODE_EXTRA_CA_CERTS"] = "/etc/ssl/certs/ca-certificates.crt"
+    inputs = [containerfile.read_bytes(), json.dumps(build_args, sort_keys=True).encode()]
+    inputs += [_tree_bytes(context / src) for src in _copied_paths(containerfile)]
+    ref = f"localhost/qhub-hub/{name}:{_hash(*inputs)}"
+    if _exists(ref):
+        return Image(name, ref, None)
+    if not CA_BUNDLE.exists():
+        raise ClusterError(f"no CA bundle at {CA_BUNDLE}; set QHUB_CA_BUNDLE to the machine's bundle")
+    say(f"images: building {name} (log: {log})")
+    started = time.monotonic()
+    command = ["buildah", "bud", "--network", "host", "--isolation", "oci", "--layers=false",
+               "-f", containerfile, "--ignorefile", folder / "Containerfile.dockerignore",
+               "-v", f"{CA_BUNDLE}:/etc/ssl/certs/ca-certificates.crt:ro", "-t", ref]
+    for key, value in build_args.items():
+        command += ["--build-arg", f"{key}={value}"]
+    run([*command, context], log=log, env=container_env())
+    return Image(name, ref, time.monotonic() - started)
+
+
+def build_all(kubernetes_bin: Path | None, log: Path, names: tuple[str, ...] = NAMES) -> dict[str, Image]:
+    for tool in ("mmdebstrap", "buildah", "podman"):
+        if shutil.which(tool) is None:
+            raise ClusterError(f"`{tool}` is missing; run `bash scripts/setup.sh --test`")
+    base = base_image(log)
+    images = {}
+    for name in names:
+        images[name] = build_one(name, base, kubernetes_bin, log)
+        image = images[name]
+        say(f"images: {name} = {image.ref} " + ("(cached)" if image.built_seconds is None
+                                                else f"(built in {image.built_seconds:.0f} s)"))
+    return images
+
+
+def stable_ref(name: str) -> str:
+    """The name pods use for an image: the sandbox image must have a fixed name in containerd's
+    config, the others get one so that specs need not know the input hash."""
+    return f"localhost/qhub-hub/{name}:{PAUSE_TAG if name == 'pause' else 'dev'}"
+
+
+def hash_tag(ref: str) -> str:
+    return re.sub(r".*:", "", ref)

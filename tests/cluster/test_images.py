@@ -1,0 +1,89 @@
+"""Every image of images/ builds here (from the mmdebstrap Debian base, with buildah) and runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from qhub_hub.devcluster.images import NAMES
+from qhub_hub.spawner import QHubKubeSpawner
+
+from .conftest import built_image, podman
+
+pytestmark = pytest.mark.cluster
+
+
+def run_in(name: str, *command: str, user: str | None = None, extra: tuple[str, ...] = ()) -> str:
+    args = ["run", "--rm", "--network", "none", *extra]
+    if user:
+        args += ["--user", user]
+    return podman(*args, built_image(name), *command).stdout
+
+
+def test_every_image_was_built(dev_cluster):
+    for name in NAMES:
+        podman("image", "exists", built_image(name))
+
+
+def test_hub_runs_jupyterhub_and_our_plugins(dev_cluster):
+    assert run_in("hub", "jupyterhub", "--version").strip().startswith("5.5.")
+    out = run_in("hub", "python", "-c", "import qhub_hub.spawner, qhub_hub.authenticator, kubespawner, "
+                 "oauthenticator, jupyterhub_idle_culler; import os; print(os.getuid(), os.getcwd())")
+    assert out.split() == ["1000", "/srv/jupyterhub"]  # z2jh's user and working folder
+
+
+def test_lab_names_an_arbitrary_uid_through_nss_wrapper(dev_cluster, tmp_path):
+    (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nkczed:x:48123:48100:zed:/tmp:/bin/bash\n")
+    (tmp_path / "group").write_text("root:x:0:\nkcusers:x:48100:\nkcteam:x:48200:kczed\n")
+    library = QHubKubeSpawner.nss_wrapper_library.default_value  # what the spawner preloads
+    nss = ("-v", f"{tmp_path}:/etc/qhub-nss:ro", "-e", f"LD_PRELOAD={library}",
+           "-e", "NSS_WRAPPER_PASSWD=/etc/qhub-nss/passwd", "-e", "NSS_WRAPPER_GROUP=/etc/qhub-nss/group",
+           "--group-add", "48200")
+    out = run_in("lab", "sh", "-c", "id; whoami", user="48123:48100", extra=nss)
+    assert out.splitlines() == ["uid=48123(kczed) gid=48100(kcusers) groups=48100(kcusers),48200(kcteam)",
+                                "kczed"]
+    # without the files the uid has no name: the names above came from nss_wrapper
+    bare = podman("run", "--rm", "--network", "none", "--user", "48123:48100", built_image("lab"),
+                  "whoami", check=False)
+    assert bare.returncode != 0
+
+
+def test_lab_has_dask_gateway_jupyterlab_and_the_videochat_extension(dev_cluster):
+    out = run_in("lab", "python", "-c",
+                 "import dask_gateway, distributed, jupyterlab, dask, qhub_hub.conda_store.kernels; "
+                 "print(dask_gateway.__version__, distributed.__version__, dask.__version__, "
+                 "jupyterlab.__version__)")
+    gateway, dist, dask, lab = out.split()
+    assert gateway == dist == dask == "2026.3.0"  # the gateway server's version (gateway image)
+    assert lab.startswith("4.4.")
+    assert run_in("lab", "jupyterhub-singleuser", "--version").strip().startswith("5.5.")
+    extensions = run_in("lab", "jupyter", "labextension", "list")
+    extensions += podman("run", "--rm", "--network", "none", built_image("lab"),
+                         "jupyter", "labextension", "list").stderr
+    assert "jupyterlab-qhub-videochat" in extensions and "dask-labextension" in extensions
+    assert run_in("lab", "id", "-u").strip() == "65534"  # never root by default
+
+
+def test_gateway_runs_dask_gateway_server_with_our_options(dev_cluster):
+    out = run_in("gateway", "python", "-c",
+                 "import dask_gateway_server, qhub_hub.gateway_options, qhub_hub.gateway.kubernetes; "
+                 "print(dask_gateway_server.__version__)")
+    assert out.strip() == "2026.3.0"
+    assert "dask-gateway-server" in run_in("gateway", "dask-gateway-server", "--help")
+    assert run_in("gateway", "id", "-u").strip() == "1000"
+
+
+def test_conda_store_runs_with_our_login(dev_cluster):
+    out = run_in("conda-store", "python", "-c",
+                 "import conda_store_server, qhub_hub.conda_store.conda_store_auth; "
+                 "print(conda_store_server.__version__)")
+    assert out.strip() == "2025.2.2"
+    assert run_in("conda-store", "id", "-u").strip() == "1000"
+
+
+def test_proxy_runs_configurable_http_proxy(dev_cluster):
+    assert run_in("proxy", "configurable-http-proxy", "--version").strip() == "4.6.3"
+
+
+def test_init_image_has_what_the_init_scripts_use(dev_cluster):
+    out = run_in("init", "sh", "-c", "command -v stat chown chmod mkdir; iptables --version", user="0")
+    assert "iptables v1.8" in out and out.count("/") >= 4

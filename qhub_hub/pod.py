@@ -9,13 +9,11 @@ Storage: one ReadWriteMany claim holds everything. Its layout (paths relative to
     shared/<group>       a group's folder      root:gid        mode storage.group_mode  (2770)
 
 A server mounts only its own home, ``shared`` and the folders of its groups, as subPaths, and
-read-only where the membership is read-only. An init container running as root creates missing
-folders with the plan's owner and mode. An existing folder gets the plan's owner (so a folder a user
-created in /shared under a future group's name cannot keep it) and keeps at most the permission
-bits it already had: its mode becomes ``(existing & wanted) | (wanted & 03000)`` — bits are only
-ever removed, except the setgid/sticky bits that make sharing safe. A symlink or file where a
-folder should be fails the spawn. Folder names and ids reach the script as arguments, never as
-shell text.
+read-only where the membership is read-only. An init container running as root applies
+`folder_rules` to each (the same rules as the embedded mode): missing folders are created with the
+plan's owner and mode, a home is only tightened and must be the user's, a group folder squatted by
+a user is set aside, a symlink or file where a folder should be fails the spawn. Folder names and
+ids reach the script as arguments, never as shell text.
 
 Names: passwd/group files for nss_wrapper are generated from the plan (entries sanitised, one per
 line) and written by the init container from environment variables into an emptyDir, so `whoami`
@@ -28,6 +26,7 @@ import re
 from typing import Any
 
 from .config import QHubConfig
+from .folder_rules import FOLDER_SCRIPT, Role
 from .policy import UserPlan
 
 STORAGE_VOLUME = "qhub-storage"
@@ -37,34 +36,15 @@ INIT_STORAGE_PATH = "/qhub-storage"
 NSS_PATH = "/etc/qhub-nss"
 INIT_NSS_PATH = "/qhub-nss"
 
-# POSIX sh (dash, busybox ash). Arguments: <nss dir>, then groups of four: <dir> <uid> <gid> <mode>.
-INIT_SCRIPT = r"""set -eu
-nss=$1; shift
+# POSIX sh (dash, busybox ash). Arguments: <nss dir>, then groups of five: <role> <dir> <uid> <gid>
+# <mode>, each applied by `folder_rules.FOLDER_SCRIPT` (the rules the embedded mode applies too).
+INIT_SCRIPT = "set -eu\n" + FOLDER_SCRIPT + r"""nss=$1; shift
 printf '%s\n' "$QHUB_PASSWD" > "$nss/passwd"
 printf '%s\n' "$QHUB_GROUP" > "$nss/group"
 chmod 0644 "$nss/passwd" "$nss/group"
-while [ "$#" -ge 4 ]; do
-  dir=$1; uid=$2; gid=$3; mode=$4; shift 4
-  if [ -L "$dir" ] || { [ -e "$dir" ] && [ ! -d "$dir" ]; }; then
-    echo "qhub-init: $dir is not a directory; an admin must move it away" >&2
-    exit 1
-  fi
-  if [ ! -e "$dir" ]; then
-    mkdir -m 0700 "$dir"
-    chown -h "$uid:$gid" "$dir"
-    chmod "$mode" "$dir"
-    echo "qhub-init: created $dir $uid:$gid $mode"
-    continue
-  fi
-  if [ "$(stat -c '%u:%g' "$dir")" != "$uid:$gid" ]; then
-    chown -h "$uid:$gid" "$dir"
-  fi
-  have=$(stat -c '%a' "$dir")
-  want=$(printf '%o' $(( (0$have & 0$mode) | (0$mode & 03000) )))
-  if [ "$want" != "$have" ]; then
-    chmod "$want" "$dir"
-    echo "qhub-init: $dir mode $have -> $want"
-  fi
+while [ "$#" -ge 5 ]; do
+  qhub_folder "$1" "$2" "$3" "$4" "$5"
+  shift 5
 done
 """
 
@@ -134,20 +114,22 @@ def group_content(plan: UserPlan) -> str:
     return "\n".join(lines)
 
 
-def folders(plan: UserPlan) -> list[tuple[str, int, int, int]]:
-    """(subpath, uid, gid, mode) of every folder the server needs, parents first."""
+def folders(plan: UserPlan) -> list[tuple[Role, str, int, int, int]]:
+    """(role, subpath, uid, gid, mode) of every folder the server needs, parents first."""
     home_parent = plan.home.subpath.rsplit("/", 1)[0]
-    out = [(home_parent, 0, 0, 0o755), (plan.home.subpath, plan.home.owner_uid,
-                                         plan.home.owner_gid, plan.home.mode)]
-    out += [(m.subpath, m.owner_uid, m.owner_gid, m.mode) for m in plan.mounts]
+    out: list[tuple[Role, str, int, int, int]] = [
+        ("platform", home_parent, 0, 0, 0o755),
+        ("home", plan.home.subpath, plan.home.owner_uid, plan.home.owner_gid, plan.home.mode)]
+    out += [("group" if m.group else "platform", m.subpath, m.owner_uid, m.owner_gid, m.mode)
+            for m in plan.mounts]
     return out
 
 
 def init_container(plan: UserPlan, image: str, *, storage_path: str = INIT_STORAGE_PATH,
                    nss_path: str = INIT_NSS_PATH, pull_policy: str | None = None) -> dict[str, Any]:
     args = ["qhub-init", nss_path]
-    for subpath, uid, gid, mode in folders(plan):
-        args += [f"{storage_path}/{subpath}", str(uid), str(gid), f"{mode:04o}"]
+    for role, subpath, uid, gid, mode in folders(plan):
+        args += [role, f"{storage_path}/{subpath}", str(uid), str(gid), f"{mode:04o}"]
     container: dict[str, Any] = {
         "name": "qhub-init",
         "image": image,

@@ -1,12 +1,15 @@
 """The plan's folders on this machine's disk, with real owners, modes and ACLs.
 
+Owners and modes follow `qhub_hub.folder_rules`, the rules the Kubernetes init container applies too:
+
 - the home: ``<home_root>/<user>``, owned by the user, `storage.home_mode` (0700); created with the
   contents of /etc/skel and a ``shared`` link to the shared folder; an existing home is only ever
   tightened, and one owned by another uid is refused;
 - the shared folder (`storage.shared_root`, or another path the admin chooses on this machine):
   `storage.shared_mode` (1777) root:root. An existing non-empty folder qhub-hub did not create is
   refused unless the admin says to adopt it: qhub-hub never takes over a real /shared unasked;
-- ``<shared>/<group>``: root:<gid>, `storage.group_mode` (2770, setgid) and a default ACL
+- ``<shared>/<group>``: root:<gid>, `storage.group_mode` (2770, setgid; one a user made in advance
+  through the world-writable shared folder is set aside) and a default ACL
   (``d:u::rwx d:g::rwx d:m::rwx d:o::---``) so everything members create — notebooks,
   ``.ipynb_checkpoints`` and all — is writable by the group whatever the writer's umask, and
   unreadable by anyone else. Read-only members are not in the Unix group: they get a named-user
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import QHubConfig
+from ..folder_rules import Found, Role, decide, not_a_folder, set_aside_name
 from ..policy import UserPlan
 from . import acl
 
@@ -97,73 +101,81 @@ def ensure_user_folders(folders: UserFolders, *, adopt_shared: bool = False) -> 
 
 def ensure_shared_root(folder: Folder, *, adopt: bool = False) -> None:
     path = Path(folder.path)
-    if not path.exists():
+    if not os.path.lexists(path):
         _makedirs_public(path.parent)
-        try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            pass
-    with acl.opened(str(path)) as (fd, st):
-        if not stat.S_ISDIR(st.st_mode):
-            raise FolderError(f"{path} is not a directory; remove it or choose another shared folder")
-        marker = path / MARKER
-        if not marker.exists():
-            if any(p.name != "lost+found" for p in path.iterdir()) and not adopt:
-                raise FolderError(
-                    f"{path} already exists with content that qhub-hub did not create; to use it "
-                    f"as the shared folder anyway, run `qhub-hub local up --adopt-shared`, or choose "
-                    f"another folder with `--shared-dir`")
-            marker.write_text("This folder is managed by qhub-hub (the shared folder).\n")
-        _set_owner_mode(fd, st, folder, str(path))
+    elif path.is_dir() and not path.is_symlink() and not (path / MARKER).exists():
+        # this machine's own folder: never taken over unasked (a pod's volume has no such history)
+        if any(p.name != "lost+found" for p in path.iterdir()) and not adopt:
+            raise FolderError(
+                f"{path} already exists with content that qhub-hub did not create; to use it "
+                f"as the shared folder anyway, run `qhub-hub local up --adopt-shared`, or choose "
+                f"another folder with `--shared-dir`")
+    apply_rule("platform", folder)
+    marker = path / MARKER
+    if not marker.exists():
+        marker.write_text("This folder is managed by qhub-hub (the shared folder).\n")
 
 
 def ensure_home(folder: Folder, *, shared_link: str | None = None) -> bool:
-    """Create the home (True) or check it; never loosens an existing one."""
-    path = Path(folder.path)
-    _makedirs_public(path.parent)
-    try:
-        os.mkdir(path, 0o700)
-        created = True
-    except FileExistsError:
-        created = False
-    with acl.opened(str(path)) as (fd, st):
-        if not stat.S_ISDIR(st.st_mode):
-            raise FolderError(f"the home {path} is not a directory; move it away so qhub-hub can "
-                              "create the home")
-        if created:
-            os.chown(f"/proc/self/fd/{fd}", folder.uid, folder.gid)
-            os.chmod(f"/proc/self/fd/{fd}", folder.mode)
-            _fill_new_home(path, folder, shared_link)
-            return True
-        if st.st_uid != folder.uid:
-            raise FolderError(
-                f"the home {path} belongs to uid {st.st_uid}, not to uid {folder.uid} of its user; "
-                f"if it is theirs, `chown -R {folder.uid}:{folder.gid} {path}`, otherwise move it away")
-        loose = stat.S_IMODE(st.st_mode) & ~folder.mode
-        if loose:
-            os.chmod(f"/proc/self/fd/{fd}", stat.S_IMODE(st.st_mode) & folder.mode)
-            log.warning("tightened the mode of %s from %04o (storage.home_mode is %04o)",
-                        path, stat.S_IMODE(st.st_mode), folder.mode)
-    return False
+    """Create the home (True) or check it, by `folder_rules` (never loosened, never another's)."""
+    _makedirs_public(Path(folder.path).parent)
+    created = apply_rule("home", folder)
+    if created:
+        _fill_new_home(Path(folder.path), folder, shared_link)
+    return created
 
 
 def ensure_group_folder(folder: Folder) -> None:
-    path = Path(folder.path)
+    apply_rule("group", folder)
+    with acl.opened(folder.path) as (fd, _), _ACL_LOCK:
+        if not acl.has_default_acl(fd):
+            acl.setfacl([fd], "-m", GROUP_DEFAULT_ACL, what=folder.path)
+
+
+def found_at(path: str) -> Found:
+    """What is at `path`, without following a symlink."""
     try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return Found("missing")
+    if stat.S_ISLNK(st.st_mode):
+        return Found("symlink")
+    if not stat.S_ISDIR(st.st_mode):
+        return Found("other")
+    return Found("directory", st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+
+
+def apply_rule(role: Role, folder: Folder) -> bool:
+    """Make `folder` what the plan needs by `folder_rules.decide`; True when it was created.
+
+    Raises `FolderError` with the rule's message when it refuses.
+    """
+    path = folder.path
+    found = found_at(path)
+    steps = decide(role, path, folder.uid, folder.gid, folder.mode, found)
+    if steps.refuse:
+        raise FolderError(steps.refuse)
+    if steps.set_aside:
+        taken = 0
+        while os.path.lexists(aside := set_aside_name(path, found.uid, taken)):
+            taken += 1
+        os.rename(path, aside)
+        log.warning("%s belonged to uid %d, not root: set aside as %s", path, found.uid, aside)
+    if steps.create:
         os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    with acl.opened(str(path)) as (fd, st):
+    with acl.opened(path) as (fd, st):  # opened without following: a swap in between fails here
         if not stat.S_ISDIR(st.st_mode):
-            raise FolderError(f"the group folder {path} is not a directory; move it away")
-        if st.st_uid != 0:
-            raise FolderError(
-                f"the group folder {path} belongs to uid {st.st_uid}, not root: someone created it "
-                f"before qhub-hub; move it away (and its content into a new {path} if wanted)")
-        _set_owner_mode(fd, st, folder, str(path))
-        with _ACL_LOCK:
-            if not acl.has_default_acl(fd):
-                acl.setfacl([fd], "-m", GROUP_DEFAULT_ACL, what=str(path))
+            raise FolderError(not_a_folder(path))
+        if steps.owner is not None:
+            os.chown(f"/proc/self/fd/{fd}", *steps.owner)
+            if not steps.create:
+                log.info("set the owner of %s to %d:%d", path, *steps.owner)
+        have = stat.S_IMODE(os.fstat(fd).st_mode)  # chown may have cleared setgid
+        if steps.mode is not None and have != steps.mode:
+            os.chmod(f"/proc/self/fd/{fd}", steps.mode)
+            if not steps.create:
+                log.warning("changed the mode of %s from %04o to %04o", path, have, steps.mode)
+    return steps.create
 
 
 def set_readonly_member(path: str, uid: int, readonly: bool) -> None:
@@ -186,15 +198,6 @@ def _set_readonly_member(path: str, uid: int, readonly: bool) -> None:
                                   lambda s: True, what=path)
     except FileNotFoundError:
         return
-
-
-def _set_owner_mode(fd: int, st: os.stat_result, folder: Folder, what: str) -> None:
-    if (st.st_uid, st.st_gid) != (folder.uid, folder.gid):
-        os.chown(f"/proc/self/fd/{fd}", folder.uid, folder.gid)
-        log.info("set the owner of %s to %d:%d", what, folder.uid, folder.gid)
-    # chown clears setgid: compare with a fresh stat
-    if stat.S_IMODE(os.fstat(fd).st_mode) != folder.mode:
-        os.chmod(f"/proc/self/fd/{fd}", folder.mode)
 
 
 def _makedirs_public(path: Path) -> None:

@@ -91,7 +91,7 @@ def test_init_creates_missing_folders_with_plan_owner_and_mode(config, volume):
 
 
 @needs_root
-def test_init_never_loosens_and_takes_back_squatted_folders(config, volume):
+def test_init_never_loosens_a_home_and_sets_squatted_group_folders_aside(config, volume):
     dave = plan_for(config, "dave")
     v = volume / "volume"
     for sub in ("home", "home/dave", "shared", "shared/ml", "shared/users"):
@@ -108,7 +108,9 @@ def test_init_never_loosens_and_takes_back_squatted_folders(config, volume):
     assert result.returncode == 0, result.stderr
     assert owner_mode(v / "home" / "dave") == (3004, 2005, "0500")
     assert owner_mode(v / "shared" / "ml") == (0, 2003, "2770")
-    assert owner_mode(v / "shared" / "users") == (0, 2005, "2750")  # owner taken back, not loosened
+    # a user's folder under a group's name: set aside (still theirs), a fresh one for the group
+    assert owner_mode(v / "shared" / "users") == (0, 2005, "2770")
+    assert owner_mode(v / "shared" / "users.squatted-by-3006") == (3006, 3006, "0750")
     assert "shared/ml mode 777 -> 2770" in result.stdout
 
 
@@ -122,10 +124,10 @@ def test_init_refuses_a_symlink_where_a_folder_belongs(config, volume):
     (v / "shared" / "ml").symlink_to("../secret")  # planted by someone with write access to /shared
     result = run_init(dave, volume)
     assert result.returncode == 1
-    assert "shared/ml is not a directory; an admin must move it away" in result.stderr
+    assert "shared/ml is not a directory (a symlink or a file); an admin must move it away" in result.stderr
     assert owner_mode(v / "secret") == (0, 0, "0700")
 
 
 def test_folders_parents_first(config):
-    assert [f[0] for f in folders(plan_for(config, "erin"))] == [
+    assert [f[1] for f in folders(plan_for(config, "erin"))] == [
         "home", "home/erin", "shared", "shared/analysts", "shared/finance", "shared/users"]

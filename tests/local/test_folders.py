@@ -170,12 +170,15 @@ def test_existing_shared_folder_with_foreign_content_is_not_taken_over(tmp_path)
     assert (foreign / "someone-elses.txt").read_text() == "keep me"
 
 
-def test_group_folder_squatted_by_a_user_is_refused(machine):
+def test_group_folder_squatted_by_a_user_is_set_aside(machine):
     root, config = machine
     squat = root / "shared" / "ltnew"
     assert can(config, "ltfrank", attempt(f"os.mkdir({str(squat)!r}, 0o777)"))
-    with pytest.raises(FolderError, match="belongs to uid 41004, not root"):
-        ensure_group_folder(Folder(str(squat), 0, 41100, 0o2770, "ltnew"))
+    ensure_group_folder(Folder(str(squat), 0, 41100, 0o2770, "ltnew"))
+    st = os.lstat(squat)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 41100, 0o2770)
+    aside = os.lstat(root / "shared" / "ltnew.squatted-by-41004")  # still frank's, not the group's
+    assert aside.st_uid == 41004
     # a symlink planted where a group folder will go is refused too, and not followed
     target = root / "target"
     target.mkdir(mode=0o700)

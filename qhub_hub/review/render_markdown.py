@@ -16,14 +16,16 @@ from .changes import ConfigDiff, SubjectDiff
 MAX_CHARS = 60_000
 COLLAPSE_AFTER = 30  # people; more are folded into a <details> block
 _STATUS = {"added": "new access", "removed": "loses all access", "changed": "changed"}
-_MARK = {"gained": "➕", "added": "➕", "lost": "➖", "removed": "➖"}
-# the characters that mean something inside a line (list markers and the like never start one here)
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")
+_MARK = {"gained": "⊕", "added": "⊕", "lost": "⊖", "removed": "⊖"}  # in common fonts, unlike emoji
+# characters that mean something inside a line (list markers and the like never start one here);
+# written as numeric character references, which CommonMark (GitHub) and python-markdown both
+# show as the character (backslash escapes of '|' and '~' are not understood by every renderer)
+_MD_SPECIAL = re.compile(r"[\\`*_\[\]#|~]")
 
 
 def escape(text: str) -> str:
-    """Text shown as written: HTML characters entity-escaped, Markdown punctuation backslashed."""
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+    """Text shown as written: HTML characters and Markdown punctuation as character references."""
+    return _MD_SPECIAL.sub(lambda m: f"&#{ord(m.group())};", html.escape(text, quote=False))
 
 
 def with_code(text: str) -> str:

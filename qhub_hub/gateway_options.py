@@ -42,6 +42,7 @@ from .gateway.environments import (
     EnvironmentLister,
     WorkerEnvironment,
     environments_on_disk,
+    environments_with_server,
     missing_worker_packages,
     package_versions,
     worker_environments,
@@ -109,14 +110,15 @@ class QHubClusterOptions:
         config_path: the qhub config file; unset: ``$QHUB_CONFIG``. Re-read when it changes.
         kubernetes: where images and volumes are (required for ``"kubernetes"``).
         environment_lister: lists the environments of a plan (default: from the filesystem
-            layout under `conda_store.environments_root`).
+            layout under `conda_store.environments_root`; the local rendering also offers the
+            server environment, see `qhub_hub.gateway.environments`).
         plan_source: where plans come from; default: the hub at ``$JUPYTERHUB_API_URL`` with
             ``$JUPYTERHUB_API_TOKEN`` (JupyterHub sets both for the services it runs).
     """
 
     def __init__(self, *, rendering: Rendering, config_path: str | os.PathLike | None = None,
                  kubernetes: KubernetesSettings | None = None,
-                 environment_lister: EnvironmentLister = environments_on_disk,
+                 environment_lister: EnvironmentLister | None = None,
                  plan_source: HubPlanSource | None = None):
         if rendering not in ("kubernetes", "local"):
             raise ValueError(f"rendering must be 'kubernetes' or 'local', not {rendering!r}")
@@ -125,7 +127,8 @@ class QHubClusterOptions:
         self.rendering = rendering
         self.config_path = os.fspath(config_path) if config_path else None
         self.kubernetes = kubernetes
-        self.environment_lister = environment_lister
+        self.environment_lister = environment_lister or (
+            environments_with_server if rendering == "local" else environments_on_disk)
         self.plan_source = plan_source or HubPlanSource()
 
     # -- config and plan --

@@ -11,6 +11,11 @@ build shows up without a restart. An environment becomes a kernel when it has ke
 own (``share/jupyter/kernels/*/kernel.json``, e.g. ipykernel's or IRkernel's) or when ipykernel is
 installed in it. The kernel runs the environment's own interpreter; the server's environment stays
 untouched and read-only to the user.
+
+The server's own kernels (those of its environment, e.g. ``python3``) say so too: their
+``QHUB_DASK_ENVIRONMENT`` is the server's prefix, so `GatewayCluster()` from them runs its workers
+in the server's environment (offered by the embedded gateway, `qhub_hub.gateway.environments`),
+and from a conda-store kernel in that environment: always the environment of the kernel that asks.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +32,7 @@ from typing import Any
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
 from traitlets import Bool, List, Unicode, default
 
-from ..gateway.hub_service import kernel_environment
+from ..gateway.hub_service import ENVIRONMENT_VARIABLE, kernel_environment
 from .layout import EnvironmentRef, environments_in
 
 KERNEL_SPEC_MANAGER_CLASS = "qhub_hub.conda_store.kernels.CondaStoreKernelSpecManager"
@@ -200,14 +206,19 @@ class CondaStoreKernelSpecManager(KernelSpecManager):
         if kernel is not None and kernel_name.lower() not in self._server_kernel_names():
             return kernel.kernel_spec()
         if self.include_server_kernels:
-            return super().get_kernel_spec(kernel_name)
+            return self._server_kernel_spec(kernel_name)
         raise NoSuchKernel(kernel_name)
+
+    def _server_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        """A kernel of the server's own environment, or of another Jupyter data folder."""
+        spec = super().get_kernel_spec(kernel_name)
+        return with_dask_environment(spec, sys.prefix)
 
     def get_all_specs(self) -> dict[str, Any]:
         specs: dict[str, Any] = {}
         for name, resource_dir in self._server_kernel_names().items():
             try:
-                spec = super().get_kernel_spec(name)
+                spec = self._server_kernel_spec(name)
             except NoSuchKernel:
                 continue
             except Exception:  # noqa: BLE001 - one broken spec must not hide the others
@@ -218,3 +229,15 @@ class CondaStoreKernelSpecManager(KernelSpecManager):
             specs.setdefault(name, {"resource_dir": kernel.resource_dir,
                                     "spec": kernel.kernel_spec().to_dict()})
         return specs
+
+
+def with_dask_environment(spec: KernelSpec, prefix: str) -> KernelSpec:
+    """`spec` with ``QHUB_DASK_ENVIRONMENT=prefix`` when the kernel belongs to the environment at
+    `prefix` (its kernel.json lies there); kernels from other folders (a user's own venv kernel in
+    ~/.local/share/jupyter) are left alone, and the gateway then picks the default environment."""
+    resource = os.path.realpath(spec.resource_dir or "")
+    root = os.path.realpath(prefix)
+    if not resource.startswith(root + os.sep) or ENVIRONMENT_VARIABLE in (spec.env or {}):
+        return spec
+    spec.env = {**(spec.env or {}), ENVIRONMENT_VARIABLE: prefix}
+    return spec

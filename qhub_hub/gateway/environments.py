@@ -5,6 +5,14 @@ user may use the environments of the namespaces in their plan (their own, their 
 global one), listed by `qhub_hub.conda_store.layout`. `dask_gateway.worker_environments`, when
 not empty, narrows the choice to those names.
 
+The embedded mode also offers the **server environment**: the one user servers run in (the
+platform's own, root-owned `sys.prefix`, e.g. /opt/qhub-hub, which has dask, distributed,
+dask-gateway and bokeh). It is the environment of a notebook's default kernel, so
+`GatewayCluster()` from that kernel runs its workers there, as on Kubernetes, where workers run
+the notebook's image; it needs no conda-store build, so clusters work on a fresh platform. It is
+always offered, after the conda-store environments (`dask_gateway.worker_environments` narrows
+only those), named ``server`` or by its prefix.
+
 Package versions are read from the environment's files (``*.dist-info`` folders in its
 site-packages and the folders its ``.pth`` files name, then ``conda-meta/*.json`` file names).
 Nothing in the environment is executed: the gateway runs as root, and an environment is
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +43,12 @@ class WorkerEnvironment:
 
     @property
     def key(self) -> str:
-        """How users name it: ``<namespace>/<name>``."""
-        return f"{self.namespace}/{self.name}"
+        """How users name it: ``<namespace>/<name>`` (the server environment: ``server``)."""
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+    @property
+    def is_server_environment(self) -> bool:
+        return self.namespace == ""
 
     @property
     def python(self) -> Path:
@@ -43,6 +56,18 @@ class WorkerEnvironment:
 
 
 EnvironmentLister = Callable[[QHubConfig, UserPlan], Sequence[WorkerEnvironment]]
+SERVER_ENVIRONMENT = "server"
+
+
+def server_environment(prefix: str | os.PathLike | None = None) -> WorkerEnvironment:
+    """The environment user servers run in (default: this process's own, `sys.prefix`). No
+    namespace: conda-store namespaces are never empty, so it cannot be confused with one."""
+    return WorkerEnvironment("", SERVER_ENVIRONMENT, Path(prefix or sys.prefix))
+
+
+def environments_with_server(config: QHubConfig, plan: UserPlan) -> list[WorkerEnvironment]:
+    """The embedded mode's lister: the conda-store environments, then the server environment."""
+    return [*environments_on_disk(config, plan), server_environment()]
 
 
 def environments_on_disk(config: QHubConfig, plan: UserPlan) -> list[WorkerEnvironment]:
@@ -68,6 +93,8 @@ def worker_environments(config: QHubConfig, plan: UserPlan,
     wanted = config.dask_gateway.worker_environments
     if not wanted:
         return available
+    server = [env for env in available if env.is_server_environment]  # never narrowed away
+    available = [env for env in available if not env.is_server_environment]
     glob = config.conda_store.global_namespace
     chosen: list[WorkerEnvironment] = []
     for item in wanted:
@@ -75,7 +102,7 @@ def worker_environments(config: QHubConfig, plan: UserPlan,
             named = item == env.key or (env.namespace == glob and item == env.name)
             if named and env not in chosen:
                 chosen.append(env)
-    return chosen
+    return chosen + server
 
 
 def _normalise(name: str) -> str:

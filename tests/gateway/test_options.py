@@ -7,13 +7,14 @@ files (``*.dist-info`` or ``conda-meta/*.json``) the gateway reads; nothing in t
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from dask_gateway_server.models import User
 
-from qhub_hub.gateway.environments import WorkerEnvironment, package_versions
+from qhub_hub.gateway.environments import WorkerEnvironment, environments_on_disk, package_versions
 from qhub_hub.gateway_options import (
     MIN_IDLE_TIMEOUT,
     KubernetesSettings,
@@ -178,11 +179,11 @@ def test_users_the_config_does_not_admit_get_nothing(local: QHubClusterOptions) 
 def test_declared_worker_environments_narrow_the_choice(local: QHubClusterOptions, root: Path) -> None:
     # the example config: dask_gateway.worker_environments = [dask]
     spec = {f["field"]: f for f in form_of(local, User("carol")).get_specification()}
-    assert spec["environment"]["label"].endswith("Yours: global/dask")
+    assert spec["environment"]["label"].endswith("Yours: global/dask, server")  # + the server's
     config = request(local, User("carol"))
     assert config["scheduler_cmd"] == [str(root / "global/envs/dask/bin/python"), "-m", "dask", "scheduler"]
     with pytest.raises(OptionRefused, match=r"'carol' may not run Dask workers in the environment "
-                                            r"'carol/mine', or it is not built\. Choose one of: global/dask\."):
+                                            r"'carol/mine', or it is not built\. Choose one of: global/dask, server\."):
         request(local, User("carol"), environment="carol/mine")
 
 
@@ -235,10 +236,27 @@ def test_environment_without_dask_is_refused_naming_what_is_missing(tmp_path: Pa
 
 
 def test_no_environment_at_all(tmp_path: Path) -> None:
-    factory = options(rendering="local", config_path=write_config(tmp_path, tmp_path / "none"))
+    # as on Kubernetes: only conda-store environments
+    factory = options(rendering="local", config_path=write_config(tmp_path, tmp_path / "none"),
+                      environment_lister=environments_on_disk)
     with pytest.raises(OptionRefused, match="No built environment with dask, distributed and "
                                             "dask-gateway is available to 'bob'"):
         request(factory, User("bob"))
+
+
+def test_the_server_environment_when_nothing_is_built(tmp_path: Path) -> None:
+    # embedded mode, fresh platform: no conda-store build yet, GatewayCluster() still works
+    factory = options(rendering="local", config_path=write_config(tmp_path, tmp_path / "none"))
+    for asked in ("", "server", sys.prefix):  # the default; by name; the prefix a kernel reports
+        config = request(factory, User("bob"), environment=asked)
+        assert config["scheduler_cmd"] == [f"{sys.prefix}/bin/python", "-m", "dask", "scheduler"]
+        assert config["environment"]["CONDA_PREFIX"] == sys.prefix
+        assert config["environment"]["QHUB_DASK_ENVIRONMENT"] == "server"
+
+
+def test_the_server_environment_comes_after_built_ones(local: QHubClusterOptions, root: Path) -> None:
+    assert request(local, User("carol"))["environment"]["CONDA_PREFIX"] == str(root / "global/envs/dask")
+    assert request(local, User("carol"), environment=sys.prefix)["environment"]["CONDA_PREFIX"] == sys.prefix
 
 
 def test_package_versions_read_from_files(root: Path, tmp_path: Path) -> None:

@@ -27,6 +27,9 @@ def local_cluster_config(config: QHubConfig, plan: UserPlan, choice: ClusterChoi
         "worker_memory": parse_bytes(profile.worker_memory_limit),
         "scheduler_cores": whole_cores(gateway.scheduler_cores),
         "scheduler_memory": parse_bytes(gateway.scheduler_memory),
+        # cgroup CPU quotas (QHubLocalBackend.cgroup_name): a worker's limit, the scheduler's cores
+        "worker_cpu_limit": float(profile.worker_cores_limit),
+        "scheduler_cpu_limit": float(gateway.scheduler_cores),
         "cluster_max_workers": choice.max_workers,
         "idle_timeout": choice.idle_timeout,
         "uid": plan.uid,

@@ -356,6 +356,8 @@ def test_local_rendering(local: QHubClusterOptions, root: Path) -> None:
         "worker_memory": 2 * 2**30,
         "scheduler_cores": 1,
         "scheduler_memory": 2 * 2**30,
+        "worker_cpu_limit": 1.0,  # the cgroup quotas of each worker and of the scheduler
+        "scheduler_cpu_limit": 1.0,
         "cluster_max_workers": 10,
         "idle_timeout": 1800.0,
         "uid": 3005,

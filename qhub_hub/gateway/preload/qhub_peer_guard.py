@@ -69,15 +69,16 @@ def allowed(stream: Any, address: Any) -> bool:
     return uid in ALLOWED_UIDS
 
 
-_original_handle_stream = HTTPServer.handle_stream
+# distributed imports a preload file and then reloads it: patch once, keep the original on the class
+if not hasattr(HTTPServer, "_qhub_unguarded_handle_stream"):
+    HTTPServer._qhub_unguarded_handle_stream = HTTPServer.handle_stream
 
 
 def _guarded_handle_stream(self: HTTPServer, stream: Any, address: Any) -> Any:
     if not allowed(stream, address):
         stream.close()
         return None
-    return _original_handle_stream(self, stream, address)
+    return HTTPServer._qhub_unguarded_handle_stream(self, stream, address)
 
 
-if getattr(HTTPServer.handle_stream, "__name__", "") != "_guarded_handle_stream":
-    HTTPServer.handle_stream = _guarded_handle_stream
+HTTPServer.handle_stream = _guarded_handle_stream

@@ -18,7 +18,7 @@ import yaml
 
 from ..config import load_config, read_yaml
 from .detect import ImportError_, detect
-from .helm_values import with_config
+from .helm_values import conda_store_ids, with_config
 from .nebari import NebariOptions, import_nebari
 from .qhub03 import import_qhub03
 from .report import Report
@@ -64,6 +64,7 @@ def import_data(data: Any, source: str, options: NebariOptions | None = None) ->
     else:
         config, values = import_nebari(data, report, options or NebariOptions())
     load_config(config)  # what we write must be a valid qhub-hub config
+    conda_store_ids(report, values, config)
     return ImportResult(kind, config, with_config(values, config), report, data)
 
 

@@ -142,7 +142,26 @@ def lab_settings(report: Report, values: dict[str, Any], path: tuple, settings: 
     report.mapped(path, "helm values jupyterhub.singleuser.extraFiles (JupyterLab overrides.json)")
 
 
-_ORDER = ("publicUrl", "storage", "jupyterhub", "dask-gateway")  # as in helm/qhub/values.yaml
+CONDA_STORE_ID = 1000  # the chart's condaStore.uid and gid (values.yaml)
+
+
+def conda_store_ids(report: Report, values: dict[str, Any], config: Mapping[str, Any]) -> None:
+    """QHub's first user often had uid 1000, the id the chart runs conda-store as: the user keeps
+    their uid (their files have it), conda-store gets another."""
+    security = config.get("security", {})
+    uids = {u["uid"]: name for name, u in security.get("users", {}).items()}
+    gids = {g["gid"] for g in security.get("groups", {}).values()}
+    if CONDA_STORE_ID not in uids and CONDA_STORE_ID not in gids:
+        return
+    free = next(i for i in range(999, 99, -1) if i not in uids and i not in gids)
+    put(values, "condaStore.uid", free)
+    put(values, "condaStore.gid", free)
+    holder = uids.get(CONDA_STORE_ID) or "a group"
+    report.note(f"{holder} has id {CONDA_STORE_ID}, which the chart gives conda-store: the Helm values run "
+                f"conda-store as {free}:{free} instead (condaStore.uid/gid), so the files keep their owner.")
+
+
+_ORDER = ("publicUrl", "storage", "condaStore", "jupyterhub", "dask-gateway")  # as in helm/qhub/values.yaml
 
 
 STORAGE_NOTE = ("Helm values: one decision the old file cannot answer is where the volume lives. To keep "

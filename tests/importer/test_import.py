@@ -315,6 +315,9 @@ def test_qhub03_details(imported):
         "letsencrypt": {"contactEmail": "ops@acme.org",
                         "acmeServer": "https://acme-v02.api.letsencrypt.org/directory"}}
     assert password.values["storage"] == {"type": "nfs-server", "condaStoreSize": "20Gi", "size": "50Gi"}
+    # alice keeps uid 1000 (her files have it); the chart's conda-store, 1000 by default, moves aside
+    assert password.values["condaStore"] == {"uid": 999, "gid": 999}
+    assert "condaStore" not in imported["qhub03-github.yaml"].values
     # QHub's stock images are replaced by the chart's; a team's own image is kept
     assert all(p.kubespawner_override.image is None for p in password.config.profiles.jupyterlab)
     github = imported["qhub03-github.yaml"]

@@ -32,6 +32,7 @@ PAUSE_TAG = "3.4"  # the pause version of Kubernetes 1.20
 CA_BUNDLE = Path(os.environ.get("QHUB_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
 MIRROR = os.environ.get("QHUB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SECURITY_MIRROR = os.environ.get("QHUB_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
+FORMAT = "docker"  # the OCI format drops SHELL (pipefail); containerd reads both
 BASE_PACKAGES = ("ca-certificates", "python3", "python3-venv", "passwd", "procps")
 CONTAINERS_CONF = """\
 # qhub-hub's dev cluster: what podman/buildah need on these machines (see KUBERNETES.md)
@@ -100,8 +101,10 @@ def base_image(log: Path) -> str:
         say(f"images: Debian base with mmdebstrap (about 30 s; log: {log})")
         partial = tarball.with_suffix(".partial.tar")
         tarball.parent.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
         run([c.replace("{tarball}", str(partial)) for c in command], log=log)
         partial.rename(tarball)
+        _record_build_time("debian-base", ref, time.monotonic() - started)
     run(["podman", "import", "--change", "CMD=/bin/bash", tarball, ref], log=log, env=container_env())
     return ref
 
@@ -125,7 +128,7 @@ def build_one(name: str, base: str, pause_dir: Path | None, log: Path) -> Image:
     build_args = {"BASE": base}
     if "ARG NODE_EXTRA_CA_CERTS" in containerfile.read_text():  # npm does not read the system store
         build_args["NODE_EXTRA_CA_CERTS"] = "/etc/ssl/certs/ca-certificates.crt"
-    inputs = [containerfile.read_bytes(), json.dumps(build_args, sort_keys=True).encode()]
+    inputs = [containerfile.read_bytes(), json.dumps(build_args, sort_keys=True).encode(), FORMAT.encode()]
     inputs += [_tree_bytes(context / src) for src in _copied_paths(containerfile)]
     ref = f"localhost/qhub-hub/{name}:{_hash(*inputs)}"
     if _exists(ref):
@@ -134,13 +137,29 @@ def build_one(name: str, base: str, pause_dir: Path | None, log: Path) -> Image:
         raise ClusterError(f"no CA bundle at {CA_BUNDLE}; set QHUB_CA_BUNDLE to the machine's bundle")
     say(f"images: building {name} (log: {log})")
     started = time.monotonic()
-    command = ["buildah", "bud", "--network", "host", "--isolation", "oci", "--layers=false",
+    command = ["buildah", "bud", "--format", FORMAT, "--network", "host", "--isolation", "oci", "--layers=false",
                "-f", containerfile, "--ignorefile", folder / "Containerfile.dockerignore",
                "-v", f"{CA_BUNDLE}:/etc/ssl/certs/ca-certificates.crt:ro", "-t", ref]
     for key, value in build_args.items():
         command += ["--build-arg", f"{key}={value}"]
     run([*command, context], log=log, env=container_env())
-    return Image(name, ref, time.monotonic() - started)
+    seconds = time.monotonic() - started
+    _record_build_time(name, ref, seconds)
+    return Image(name, ref, seconds)
+
+
+def _record_build_time(name: str, ref: str, seconds: float) -> None:
+    """The last real (cold) build time of each image, for benchmarks/cluster.py."""
+    record = IMAGES / "build-times.json"
+    times = json.loads(record.read_text()) if record.exists() else {}
+    times[name] = {"ref": ref, "seconds": round(seconds, 1),
+                   "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    record.write_text(json.dumps(times, indent=2))
+
+
+def recorded_build_times() -> dict[str, dict]:
+    record = IMAGES / "build-times.json"
+    return json.loads(record.read_text()) if record.exists() else {}
 
 
 def build_all(kubernetes_bin: Path | None, log: Path, names: tuple[str, ...] = NAMES) -> dict[str, Image]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -102,11 +101,3 @@ def dev_cluster() -> Iterator[Cluster]:
         cluster.down()
     left = {k: v for k, v in cluster.leftovers().items() if v != baseline[k]}
     assert not left, f"`down` left these behind: {left}"
-
-
-def storage_dir(name: str) -> Path:
-    """A folder for hostPath volumes, inside the cluster's state (removed by `down`)."""
-    path = STATE / "volumes" / name
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    return path

@@ -11,26 +11,13 @@ import pytest
 from qhub_hub.devcluster import cluster
 from qhub_hub.devcluster.paths import kubectl_binary
 
-from .conftest import cluster_image, storage_dir
+from .conftest import cluster_image
+from .spawning import hostpath_claim, storage_dir
 
 pytestmark = pytest.mark.cluster
 
 NS = "kc-basic"
 UID = 48001
-
-
-def hostpath_claim(name: str, namespace: str, path: str, size: str = "1Gi") -> list[dict]:
-    """A PersistentVolume on a host folder, and the claim bound to it."""
-    return [
-        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"{namespace}-{name}"},
-         "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteMany"],
-                  "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
-                  "claimRef": {"namespace": namespace, "name": name},
-                  "hostPath": {"path": path, "type": "Directory"}}},
-        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": namespace},
-         "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName": f"{namespace}-{name}",
-                  "resources": {"requests": {"storage": size}}}},
-    ]
 
 
 def test_the_node_and_the_api_are_there(dev_cluster):

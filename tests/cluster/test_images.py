@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from qhub_hub.devcluster.images import NAMES
@@ -54,12 +56,15 @@ def test_lab_has_dask_gateway_jupyterlab_and_the_videochat_extension(dev_cluster
                  "jupyterlab.__version__)")
     gateway, dist, dask, lab = out.split()
     assert gateway == dist == dask == "2026.3.0"  # the gateway server's version (gateway image)
-    assert lab.startswith("4.4.")
+    assert lab.startswith("4.6.")
     assert run_in("lab", "jupyterhub-singleuser", "--version").strip().startswith("5.5.")
-    extensions = run_in("lab", "jupyter", "labextension", "list")
-    extensions += podman("run", "--rm", "--network", "none", built_image("lab"),
-                         "jupyter", "labextension", "list").stderr
-    assert "jupyterlab-qhub-videochat" in extensions and "dask-labextension" in extensions
+    # enabled and compatible with this JupyterLab ("OK", not "X")
+    listing = re.sub(r"\x1b\[[0-9;]*m", "", run_in("lab", "sh", "-c", "jupyter labextension list 2>&1"))
+    lines = {line.split()[0]: line for line in listing.splitlines() if line.startswith("        ")}
+    for extension in ("jupyterlab-qhub-videochat", "dask-labextension"):
+        assert extension in lines, listing
+        assert "enabled" in lines[extension] and " OK" in lines[extension], lines[extension]
+    assert "not compatible" not in listing
     assert run_in("lab", "id", "-u").strip() == "65534"  # never root by default
 
 

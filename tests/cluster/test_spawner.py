@@ -9,20 +9,16 @@ at the pod (the hub-facing part is tests/hub's and the chart install's).
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import os
 import stat
-from pathlib import Path
 
 import pytest
-from traitlets.config import Config
 
 from qhub_hub.spawner import QHubKubeSpawner
 from tests.hub.conftest import example_data, write_config
 
-from .conftest import cluster_image, storage_dir
-from .test_cluster import hostpath_claim
+from .spawning import Hub, HubUser, namespace_with_storage, spawner_config, use_kubeconfig
 
 pytestmark = [pytest.mark.cluster, pytest.mark.asyncio(loop_scope="module"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -31,66 +27,9 @@ NS = "kc-spawn"
 IDP_USER, IDP_UID = "kcgina", 48100
 
 
-class HubUser:
-    """What a spawner reads from JupyterHub's `User` wrapper."""
-
-    def __init__(self, name: str, auth_state: dict | None = None):
-        self.name, self.id, self.url = name, 7, f"/user/{name}/"
-        self.groups = []
-        self._auth_state = auth_state
-        self.db = None
-
-    async def get_auth_state(self) -> dict | None:
-        return copy.deepcopy(self._auth_state)
-
-    async def save_auth_state(self, state: dict) -> None:
-        self._auth_state = state
-
-
-class Hub:
-    public_host = ""
-    url = "http://hub:8081/hub/"
-    base_url = "/hub/"
-    api_url = "http://hub:8081/hub/api"
-
-
-def cluster_spawner_config(namespace: str) -> Config:
-    """QHubKubeSpawner settings for the dev cluster: our images, loaded (never pulled)."""
-    config = Config()
-    config.KubeSpawner.namespace = namespace
-    config.KubeSpawner.image = cluster_image("lab")
-    config.KubeSpawner.image_pull_policy = "Never"
-    config.KubeSpawner.start_timeout = 180
-    config.KubeSpawner.http_timeout = 60
-    config.QHubKubeSpawner.init_image = cluster_image("init")
-    config.QHubKubeSpawner.init_image_pull_policy = "Never"
-    config.QHubKubeSpawner.storage_claim_name = "qhub-storage"
-    return config
-
-
-def use_kubeconfig(path: Path) -> None:
-    """Point kubespawner's (cached) client configuration at the dev cluster."""
-    import kubernetes_asyncio.config.kube_config as kube_config
-    from kubespawner import clients
-
-    os.environ["KUBECONFIG"] = str(path)
-    os.environ.pop("KUBERNETES_SERVICE_HOST", None)
-    kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(path)
-    clients.load_config.cache_clear()
-
-
-def prepare_namespace(dev_cluster, namespace: str) -> Path:
-    """The namespace, and the qhub storage claim on a host folder (what an admin's RWX claim is)."""
-    folder = storage_dir(namespace)
-    dev_cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    for item in hostpath_claim("qhub-storage", namespace, str(folder)):
-        dev_cluster.apply(item)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def setting(dev_cluster, tmp_path_factory):
-    folder = prepare_namespace(dev_cluster, NS)
+    folder = namespace_with_storage(dev_cluster.apply, NS)
     # another group's folder, as the init container of an analysts member would have made it
     (folder / "shared" / "analysts").mkdir(parents=True)
     os.chmod(folder / "shared", 0o1777)
@@ -111,7 +50,7 @@ def setting(dev_cluster, tmp_path_factory):
 
 
 async def spawn(user: HubUser, profile: str = "small") -> QHubKubeSpawner:
-    spawner = QHubKubeSpawner(config=cluster_spawner_config(NS), user=user, hub=Hub())
+    spawner = QHubKubeSpawner(config=spawner_config(NS), user=user, hub=Hub())
     spawner.api_token = "kc-token"
     spawner.user_options = {"profile": profile}
     url = await asyncio.wait_for(spawner.start(), 200)

@@ -30,6 +30,9 @@ def add_import_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--keycloak-profile", action="append", type=_keycloak_profile, default=[],
                    metavar="'NAME=GROUP,GROUP'",
                    help="Nebari `access: keycloak` profile NAME is for these Keycloak groups (repeat per profile)")
+    p.add_argument("--keycloak-group", action="append", default=[], metavar="NAME",
+                   help="a group made in Nebari's Keycloak, kept as a config group with its folder "
+                        "(repeat per group)")
     p.add_argument("--keycloak-url", help="Nebari's Keycloak base URL (default: https://<domain>/auth)")
     p.add_argument("--realm", default="nebari", help="Keycloak realm (default: %(default)s)")
     p.add_argument("--client-id", default="jupyterhub", help="Keycloak client qhub-hub logs in as "
@@ -62,7 +65,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     from . import ImportError_, NebariOptions, import_file
 
     options = NebariOptions(keycloak_url=args.keycloak_url, realm=args.realm, client_id=args.client_id,
-                            keycloak_profiles=dict(args.keycloak_profile), gid_start=args.gid_start)
+                            keycloak_profiles=dict(args.keycloak_profile),
+                            keycloak_groups=tuple(args.keycloak_group), gid_start=args.gid_start)
     try:
         result = import_file(args.file, options)
     except ImportError_ as e:

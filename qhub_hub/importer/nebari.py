@@ -42,6 +42,7 @@ class NebariOptions:
     realm: str = "nebari"
     client_id: str = "jupyterhub"
     keycloak_profiles: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    keycloak_groups: Sequence[str] = ()  # groups made in Keycloak, kept as config groups (folders)
     gid_start: int = 2000
 
 
@@ -285,7 +286,7 @@ def import_nebari(data: Mapping[str, Any], report: Report,
     sec_in = data.get("security") if isinstance(data.get("security"), Mapping) else {}
     auth, shared_users_group = _security(report, sec_in, domain, options)
     groups = _Groups(options.gid_start)
-    for name in DEFAULT_GROUPS:
+    for name in (*DEFAULT_GROUPS, *options.keycloak_groups):
         groups.add(name)
 
     if "profiles" in data:
@@ -322,6 +323,10 @@ def import_nebari(data: Mapping[str, Any], report: Report,
                 f"{options.gid_start + len(group_config) - 1} ({', '.join(group_config)}), mapped by name "
                 "in security.identity_provider_groups; each has a folder /shared/<group>, 2770 root:<gid>"
                 + (f". {', '.join(extra)} came from profiles" if extra else "") + ".")
+    report.note("Groups made in Keycloak are not in this file. Name each one whose members should keep "
+                "their /shared/<group> folder (and be gated by it) with --keycloak-group NAME; "
+                "migrate-ownership re-owns only the folders of config groups."
+                + (f" Named: {', '.join(options.keycloak_groups)}." if options.keycloak_groups else ""))
     report.note("Who may log in: as in Nebari, members of analyst, developer and admin (any mapped "
                 "group now lets its members in, so superadmin"
                 + (" and the profiles' groups" if extra else "") + " too); admin members are hub admins.")

@@ -359,3 +359,12 @@ def test_bad_input_is_a_clear_error(tmp_path, text, message):
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out.yaml").exists()
+
+
+def test_groups_made_in_keycloak_keep_their_folders(tmp_path, capsys):
+    result = Imported("nebari-yaml.yaml", tmp_path, ["--keycloak-group", "data-eng"])
+    gids = {n: g.gid for n, g in result.config.security.groups.items()}
+    assert gids == {"admin": 2000, "developer": 2001, "analyst": 2002, "superadmin": 2003, "data-eng": 2004,
+                    "research": 2005}
+    plan = gets(result.explain(capsys, "dee", ("data-eng",)))
+    assert plan["folders"] == ["/shared/data-eng"] and plan["may_log_in"]

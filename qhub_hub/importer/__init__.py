@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from ..config import load_config, read_yaml
-from .detect import ImportError_, detect
+from .detect import NotImportable, detect
 from .helm_values import conda_store_ids, with_config
 from .nebari import NebariOptions, import_nebari
 from .qhub03 import import_qhub03
@@ -55,7 +55,7 @@ def dump_yaml(data: Any) -> str:
 
 
 def import_data(data: Any, source: str, options: NebariOptions | None = None) -> ImportResult:
-    """Map a parsed deployment file; raises ImportError_ (unknown file) or ConfigError (the result
+    """Map a parsed deployment file; raises NotImportable (unknown file) or ConfigError (the result
     does not validate, listing every problem)."""
     kind = detect(data, source)
     report = Report(source=source, kind=KIND_NAMES[kind])
@@ -73,10 +73,10 @@ def import_file(path: str | Path, options: NebariOptions | None = None) -> Impor
     try:
         data = read_yaml(path)
     except OSError as e:
-        raise ImportError_(f"cannot read {path}: {e.strerror or e}") from None
+        raise NotImportable(f"cannot read {path}: {e.strerror or e}") from None
     except ValueError as e:
-        raise ImportError_(f"{path} is not valid YAML: {e}") from None
+        raise NotImportable(f"{path} is not valid YAML: {e}") from None
     return import_data(data, path.name, options)
 
 
-__all__ = ["ImportError_", "ImportResult", "NebariOptions", "import_data", "import_file"]
+__all__ = ["NotImportable", "ImportResult", "NebariOptions", "import_data", "import_file"]

@@ -62,14 +62,14 @@ def _write(path: str, text: str, source: Path) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from . import ImportError_, NebariOptions, import_file
+    from . import NebariOptions, NotImportable, import_file
 
     options = NebariOptions(keycloak_url=args.keycloak_url, realm=args.realm, client_id=args.client_id,
                             keycloak_profiles=dict(args.keycloak_profile),
                             keycloak_groups=tuple(args.keycloak_group), gid_start=args.gid_start)
     try:
         result = import_file(args.file, options)
-    except ImportError_ as e:
+    except NotImportable as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except ConfigError as e:

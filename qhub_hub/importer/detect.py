@@ -9,7 +9,7 @@ from typing import Any, Literal
 Kind = Literal["qhub03", "nebari"]
 
 
-class ImportError_(ValueError):
+class NotImportable(ValueError):
     """The file cannot be imported; the message says why and what to do."""
 
 
@@ -21,7 +21,7 @@ def _profiles(data: Mapping[str, Any]) -> list[Any]:
 
 def detect(data: Any, source: str) -> Kind:
     if not isinstance(data, Mapping):
-        raise ImportError_(f"{source} is not a QHub or Nebari deployment file: it is not a mapping of "
+        raise NotImportable(f"{source} is not a QHub or Nebari deployment file: it is not a mapping of "
                            "sections (project_name, provider, security, ...)")
     security = data.get("security") if isinstance(data.get("security"), Mapping) else {}
     version = str(data.get("qhub_version", ""))
@@ -38,7 +38,7 @@ def detect(data: Any, source: str) -> Kind:
         return "qhub03"
     if "provider" in data or "domain" in data:
         return "nebari"  # no users in the file: they live in Keycloak
-    raise ImportError_(
+    raise NotImportable(
         f"{source}: cannot tell whether this is a QHub 0.3 or a Nebari file (no nebari_version, "
         "qhub_version, provider, security.users or profile `access:`); if it is already a qhub-hub "
         f"config, check it with `qhub-hub validate {source}` instead")

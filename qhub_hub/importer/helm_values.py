@@ -31,8 +31,8 @@ def domain(report: Report, values: dict[str, Any], data: Mapping[str, Any]) -> s
     if "domain" in data:
         if isinstance(name, str) and name:
             put(values, "publicUrl", f"https://{name}")
-            report.mapped(("domain",), f"helm values publicUrl https://{name} and proxy.https.hosts; "
-                          "OAuth callback URLs use it")
+            report.mapped(("domain",), f"helm values publicUrl https://{name}; the OAuth callback URLs "
+                          "use it")
         else:
             report.needs_decision(("domain",), "empty: set publicUrl in the Helm values")
             name = None

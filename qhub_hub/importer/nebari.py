@@ -324,7 +324,7 @@ def import_nebari(data: Mapping[str, Any], report: Report,
                 "in security.identity_provider_groups; each has a folder /shared/<group>, 2770 root:<gid>"
                 + (f". {', '.join(extra)} came from profiles" if extra else "") + ".")
     report.note("Groups made in Keycloak are not in this file. Name each one whose members should keep "
-                "their /shared/<group> folder (and be gated by it) with --keycloak-group NAME; "
+                "their /shared/<group> folder with --keycloak-group NAME (profiles may then name it too); "
                 "migrate-ownership re-owns only the folders of config groups."
                 + (f" Named: {', '.join(options.keycloak_groups)}." if options.keycloak_groups else ""))
     report.note("Who may log in: as in Nebari, members of analyst, developer and admin (any mapped "

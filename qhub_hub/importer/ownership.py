@@ -64,11 +64,19 @@ def _open_dir(name: str, dir_fd: int | None = None) -> int:
 def _fix_tree(job: _Job, dir_fd: int, rel: str, uid: int, gid: int) -> int:
     """Re-own, below `dir_fd`, every entry owned by the old uid; returns how many."""
     count = 0
-    with os.scandir(dir_fd) as it:
-        entries = sorted(it, key=lambda e: e.name)
+    try:
+        with os.scandir(dir_fd) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as e:
+        job.summary.problems.append(f"{rel}: cannot be listed ({e.strerror})")
+        return 0
     for entry in entries:
-        st = entry.stat(follow_symlinks=False)
         path = f"{rel}/{entry.name}"
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError as e:  # gone meanwhile
+            job.summary.problems.append(f"{path}: {e.strerror}")
+            continue
         if st.st_dev != job.dev:
             job.summary.problems.append(f"{path}: another filesystem mounted here; left alone")
             continue
@@ -79,9 +87,12 @@ def _fix_tree(job: _Job, dir_fd: int, rel: str, uid: int, gid: int) -> int:
             else:
                 if job.verbose:
                     job.say(f"  {path}: {st.st_uid}:{st.st_gid} -> {uid}:{gid}")
-                if not job.dry_run:
-                    os.chown(entry.name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
-                count += 1
+                try:
+                    if not job.dry_run:
+                        os.chown(entry.name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+                    count += 1
+                except OSError as e:  # e.g. NFS with root_squash: run it where root may chown
+                    job.summary.problems.append(f"{path}: cannot be re-owned ({e.strerror})")
         if stat.S_ISDIR(st.st_mode):
             try:
                 child = _open_dir(entry.name, dir_fd)
@@ -110,12 +121,19 @@ def _fix_folder(job: _Job, parent_fd: int, name: str, rel: str, uid: int, gid: i
         folder.append(f"owner {st.st_uid}:{st.st_gid} -> {uid}:{gid}")
     if stat.S_IMODE(st.st_mode) != mode:
         folder.append(f"mode {stat.S_IMODE(st.st_mode):04o} -> {mode:04o}")
-    fd = _open_dir(name, parent_fd)
+    try:
+        fd = _open_dir(name, parent_fd)
+    except OSError as e:  # swapped for a link meanwhile
+        job.summary.problems.append(f"{rel}: not entered ({e.strerror})")
+        return
     try:
         if not job.dry_run and folder:
             os.chown(fd, uid, gid)
             os.chmod(fd, mode)  # after chown, which clears setgid
         inside = _fix_tree(job, fd, rel, contents_uid, gid)
+    except OSError as e:  # e.g. NFS with root_squash: run it where root may chown
+        job.summary.problems.append(f"{rel}: cannot be re-owned ({e.strerror})")
+        return
     finally:
         os.close(fd)
     changes = folder + ([f"{inside} entries inside {job.from_uid} -> {contents_uid}:{gid}"] if inside else [])
@@ -193,7 +211,11 @@ def _migrate_homes(config: QHubConfig, job: _Job, root_fd: int) -> None:
                     continue
                 job.say(f"{'would rename' if job.dry_run else 'renamed'} home/{name} -> home/{unix}")
                 if not job.dry_run:
-                    os.rename(name, unix, src_dir_fd=home_fd, dst_dir_fd=home_fd)
+                    try:
+                        os.rename(name, unix, src_dir_fd=home_fd, dst_dir_fd=home_fd)
+                    except OSError as e:
+                        job.summary.problems.append(f"home/{name}: cannot be renamed ({e.strerror})")
+                        continue
                     existing.add(unix)
                 else:
                     unix = name  # not renamed: look at it where it is

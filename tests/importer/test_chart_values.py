@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -18,11 +19,16 @@ from qhub_hub.importer import import_file
 from tests.helm import chart
 
 DATA = Path(__file__).parent / "data"
-PACKAGED = chart.REPO.parent / "shared" / "upstream-charts"
-TGZ = sorted(PACKAGED.glob("*.tgz")) if PACKAGED.is_dir() else []
+# The sub-charts: unpacked folders ($QHUB_UPSTREAM_CHARTS, as tests/helm uses), or the packaged
+# ones kept beside the repository (README there); never downloaded, never committed.
+UNPACKED = os.environ.get("QHUB_UPSTREAM_CHARTS")
+PACKAGED = next((p for p in (chart.REPO.parent / "shared" / "upstream-charts", Path("/work/shared/upstream-charts"))
+                 if len(list(p.glob("*.tgz"))) >= 2), None)
 KEYCLOAK_PROFILES = {"Medium Instance": ["developer", "ml-team"]}
 
-pytestmark = pytest.mark.skipif(len(TGZ) < 2, reason=f"no packaged sub-charts in {PACKAGED} (README there)")
+pytestmark = pytest.mark.skipif(not UNPACKED and PACKAGED is None,
+                                reason="no sub-charts: set QHUB_UPSTREAM_CHARTS, or keep the packaged ones "
+                                       "in ../shared/upstream-charts")
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +36,12 @@ def full_chart(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("chart") / "qhub"
     shutil.copytree(chart.CHART, target, ignore=shutil.ignore_patterns("charts"))
     (target / "charts").mkdir()
-    for tgz in TGZ:
-        shutil.copy(tgz, target / "charts")
+    if UNPACKED:
+        for name in ("jupyterhub", "dask-gateway"):
+            shutil.copytree(Path(UNPACKED) / name, target / "charts" / name)
+    else:
+        for tgz in sorted(PACKAGED.glob("*.tgz")):
+            shutil.copy(tgz, target / "charts")
     return target
 
 

@@ -69,6 +69,8 @@ def volume(tmp_path) -> Path:
     make(root / "shared", folder=True, uid=0, gid=0, mode=0o777)
     make(root / "shared" / "analyst", folder=True, mode=0o777)
     make(root / "shared" / "analyst" / "report.csv")
+    os.symlink(root / "outside", root / "shared" / "developer")  # a config group's folder, as a link
+    os.symlink(root / "outside", root / "home" / "mallory")  # a "home" that is a link
     make(root / "shared" / "users", folder=True, mode=0o777)
     make(root / "shared" / "users" / "everyone.txt")
     return root
@@ -95,7 +97,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_dry_run_lists_and_changes_nothing(config, volume):
     before = snapshot(volume)
-    result = cli(str(config), "--root", str(volume), "--from-uid", "1000", "--dry-run")
+    result = cli(str(config), "--root", str(volume), "--from-uid", "1000", "--dry-run", "--verbose")
     assert result.returncode == 0, result.stderr
     assert snapshot(volume) == before
     out = result.stdout
@@ -109,6 +111,11 @@ def test_dry_run_lists_and_changes_nothing(config, volume):
             "1 entries inside 1000 -> 0:2002") in out
     assert "left alone: home/alice/hard.txt: has 2 hard links" in out
     assert "left alone: shared/users: not a group of the config" in out
+    assert "left alone: shared/developer: not a folder (a link or a file)" in out
+    assert "mallory" not in out
+    cfg_ids = f"1000:100 -> {alice.uid}:{alice.gid}"
+    for path in ("notebook.ipynb", "sub", "sub/data.csv", "link-out"):  # --verbose: every path
+        assert f"  home/alice/{path}: {cfg_ids}" in out
     assert "outside/" not in out and "elsewhere" not in out and "link-out" not in out.replace(
         "home/alice/link-out", "")
 

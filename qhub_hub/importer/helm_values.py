@@ -56,7 +56,7 @@ def domain(report: Report, values: dict[str, Any], data: Mapping[str, Any]) -> s
         for key in cert:
             if key == "acme_challenge_type":
                 report.dropped((*path, key), "zero-to-jupyterhub's Let's Encrypt client answers "
-                               "TLS-ALPN/HTTP challenges on the proxy; no DNS challenge")
+                               "HTTP-01 challenges on the proxy; no DNS challenge")
             elif key in ("type", "acme_email", "acme_server"):
                 report.mapped((*path, key), "jupyterhub.proxy.https.letsencrypt")
     elif kind == "existing" and name and cert.get("secret_name"):
@@ -65,9 +65,10 @@ def domain(report: Report, values: dict[str, Any], data: Mapping[str, Any]) -> s
         report.mapped(path, f"helm values jupyterhub.proxy.https (type secret, {cert['secret_name']}): "
                       "copy that TLS Secret into the release's namespace")
     else:
-        report.needs_decision(path, f"certificate type {kind!r}: zero-to-jupyterhub has no self-signed "
-                              "mode; terminate TLS in your ingress/load balancer (proxy.https.type "
-                              "offload) or use Let's Encrypt")
+        report.needs_decision(path, f"certificate type {kind!r}" + ("" if name else " without a domain")
+                              + ": give the chart's proxy a certificate (jupyterhub.proxy.https with "
+                              "Let's Encrypt or a TLS secret) or terminate TLS in front of it "
+                              "(proxy.https.type offload); zero-to-jupyterhub has no self-signed mode")
     return name
 
 

@@ -368,3 +368,39 @@ def test_groups_made_in_keycloak_keep_their_folders(tmp_path, capsys):
                     "research": 2005}
     plan = gets(result.explain(capsys, "dee", ("data-eng",)))
     assert plan["folders"] == ["/shared/data-eng"] and plan["may_log_in"]
+
+
+# --- the same answers from the originals' own rules, for every user of every QHub 0.3 file ------------
+
+def qhub03_gave(data: dict, user: str) -> dict:
+    """What QHub 0.3's jupyterhub_config.py gave a user: profiles by its filter (users, else groups,
+    else everyone), admin when the primary group is admin, a folder per group of the user."""
+    entry = data["security"]["users"][user]
+    groups = {entry["primary_group"], *entry.get("secondary_groups", [])}
+    profiles = []
+    for p in data["profiles"]["jupyterlab"]:
+        if "users" in p:
+            allowed = user in p["users"]
+        elif "groups" in p:
+            allowed = bool(groups & set(p["groups"]))
+        else:
+            allowed = True
+        if allowed:
+            profiles.append(p["display_name"])
+    return {"uid": int(entry["uid"]), "gid": data["security"]["groups"][entry["primary_group"]]["gid"],
+            "admin": entry["primary_group"] == "admin", "profiles": profiles,
+            "folders": {f"/home/shared/{g}" for g in groups}}
+
+
+@pytest.mark.parametrize("name", ["qhub03-password.yaml", "qhub03-github.yaml", "qhub03-auth0.yaml"])
+def test_qhub03_rules_and_explain_agree_for_every_user(imported, capsys, name):
+    result = imported[name]
+    names = {p.profile_slug: p.display_name for p in result.config.profiles.jupyterlab}
+    for user in result.input["security"]["users"]:
+        want = qhub03_gave(result.input, user)
+        plan = result.explain(capsys, user)
+        got_folders = {m["path"] for m in plan["mounts"] if m["group"]}
+        assert (plan["uid"], plan["gid"], plan["admin"]) == (want["uid"], want["gid"], want["admin"]), user
+        assert [names[s] for s in plan["jupyterlab_profiles"]] == want["profiles"], user
+        # every folder QHub gave; the only extra is the hub-admins group holding QHub's admins
+        assert got_folders - want["folders"] <= {"/home/shared/hub-admins"} and want["folders"] <= got_folders

@@ -11,7 +11,7 @@ from typing import Any
 from ..config import QHubConfig
 from .access import Access
 from .changes import Change, ConfigDiff, SubjectDiff
-from .subjects import Subject, access_in, subjects
+from .subjects import USER, Subject, access_in, subjects
 from .warnings import config_warnings
 
 DASK_RESOURCE_FIELDS = ("worker_cores", "worker_cores_limit", "worker_memory", "worker_memory_limit",
@@ -21,9 +21,13 @@ DASK_RESOURCE_FIELDS = ("worker_cores", "worker_cores_limit", "worker_memory", "
 def diff_configs(old: QHubConfig, new: QHubConfig, old_name: str = "old", new_name: str = "new") -> ConfigDiff:
     profile_changes = _setting_changes(profile_settings(old), profile_settings(new))
     dask_changes = _setting_changes(dask_settings(old), dask_settings(new))
+    users_only = only_users_differ(old, new)
     diffs = []
     accesses: dict[Subject, tuple[Access, Access]] = {}
-    for subject in subjects(old, new):
+    everyone = subjects(old, new)
+    for subject in everyone:
+        if users_only and _same_entry(old, new, subject):
+            continue  # same inputs to plan_for, same plan
         before, after = access_in(old, subject), access_in(new, subject)
         accesses[subject] = (before, after)
         changes = diff_access(before, after, profile_changes, dask_changes)
@@ -31,7 +35,25 @@ def diff_configs(old: QHubConfig, new: QHubConfig, old_name: str = "old", new_na
             status = ("added" if not before.may_log_in else "removed" if not after.may_log_in
                       else "changed")
             diffs.append(SubjectDiff(subject, status, tuple(changes)))
-    return ConfigDiff(old_name, new_name, tuple(diffs), tuple(config_warnings(old, new, accesses)))
+    return ConfigDiff(old_name, new_name, tuple(diffs),
+                      tuple(config_warnings(old, new, accesses, everyone)))
+
+
+def only_users_differ(old: QHubConfig, new: QHubConfig) -> bool:
+    """True when the configs differ at most in `security.users`.
+
+    A plan is a function of the config's other sections and the user's own entry (the policy
+    core's contract, checked by tests/review/test_diff.py): then only people whose entry changed
+    need planning, which makes a pull request adding a user to a 10k-user config cheap.
+    """
+    without_users = {"security": {"users"}}
+    return old.model_dump(exclude=without_users) == new.model_dump(exclude=without_users)
+
+
+def _same_entry(old: QHubConfig, new: QHubConfig, subject: Subject) -> bool:
+    if subject.kind != USER:
+        return True
+    return old.security.users.get(subject.name) == new.security.users.get(subject.name)
 
 
 def profile_settings(config: QHubConfig) -> dict[str, dict[str, Any]]:

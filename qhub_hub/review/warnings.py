@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..config import JupyterLabProfile, QHubConfig
@@ -21,12 +21,14 @@ from ..naming import unix_name
 from ..units import parse_bytes, parse_cpu
 from .access import Access
 from .changes import ReviewWarning
-from .subjects import Subject
+from .subjects import Subject, access_in
 
 
-def config_warnings(old: QHubConfig, new: QHubConfig,
-                    accesses: Mapping[Subject, tuple[Access, Access]]) -> list[ReviewWarning]:
-    return [*_uids(old, new), *_groups(old, new), *_last_admin(old, new, accesses),
+def config_warnings(old: QHubConfig, new: QHubConfig, accesses: Mapping[Subject, tuple[Access, Access]],
+                    everyone: Iterable[Subject] = ()) -> list[ReviewWarning]:
+    """`accesses`: before and after of the people whose plan may have changed; `everyone`: all
+    people (the others keep their access)."""
+    return [*_uids(old, new), *_groups(old, new), *_last_admin(new, accesses, everyone),
             *_default_profile(old, new), *_dynamic_ids(old, new)]
 
 
@@ -97,16 +99,17 @@ def _members(config: QHubConfig) -> dict[str, list[str]]:
     return {g: sorted(names) for g, names in out.items()}
 
 
-def _last_admin(old: QHubConfig, new: QHubConfig,
-                accesses: Mapping[Subject, tuple[Access, Access]]) -> list[ReviewWarning]:
-    before = sorted(s.label for s, (a, _) in accesses.items() if a.admin)
-    after = [s for s, (_, b) in accesses.items() if b.admin]
-    if not before or after:
+def _last_admin(new: QHubConfig, accesses: Mapping[Subject, tuple[Access, Access]],
+                everyone: Iterable[Subject]) -> list[ReviewWarning]:
+    lost = sorted(s.label for s, (a, b) in accesses.items() if a.admin and not b.admin)
+    if not lost or any(b.admin for _, b in accesses.values()):
+        return []
+    if any(access_in(new, s).admin for s in everyone if s not in accesses):  # unchanged admins
         return []
     groups = new.security.admin_group_names
     return [ReviewWarning(
         "last_admin_removed", "admin",
-        f"nobody is a hub admin in the new config (before: {_some(before)}): nobody can manage "
+        f"nobody is a hub admin in the new config (before: {_some(lost)}): nobody can manage "
         "users and servers from the hub",
         "keep at least one user a read-write member of "
         + (f"an admin group ({', '.join(groups)})" if groups else "an admin group (security.admin_groups)"))]

@@ -311,3 +311,36 @@ def test_qhub_03_file_against_its_edited_copy():
         ("example-user", "namespace_lost", "admin"), ("example-user", "profile_lost", "medium-instance"),
     ])
     assert diff.warnings == ()  # dharhas and costrouc are still admins
+
+
+@pytest.mark.parametrize(("case", "pair", "expected", "warnings"), CASES, ids=[c[0] for c in CASES])
+def test_the_users_only_shortcut_changes_nothing(monkeypatch, case, pair, expected, warnings):
+    """When only security.users differ, diff plans only the people whose entry changed; planning
+    everyone must give the very same diff (the policy core's contract the shortcut relies on)."""
+    from qhub_hub.review import diff as diff_module
+
+    old, new = (load_config(copy.deepcopy(d)) for d in pair)
+    fast = diff_configs(old, new)
+    monkeypatch.setattr(diff_module, "only_users_differ", lambda a, b: False)
+    assert diff_configs(old, new) == fast
+
+
+def test_plans_depend_on_no_other_users_entry():
+    """plan_for(config, bob) is the same whatever happens to every other user's entry."""
+    import random
+
+    from qhub_hub.policy import plan_for
+
+    rng = random.Random(5)
+    base = load_config(copy.deepcopy(EXAMPLE))
+    for _ in range(20):
+        data = copy.deepcopy(EXAMPLE)
+        for name in EVERYONE:
+            if name != "bob" and rng.random() < 0.5:
+                entry = users(data)[name]
+                entry["uid"] = 3100 + EVERYONE.index(name)
+                entry["secondary_groups"] = rng.sample(["admin", "analysts", "data-eng", "ml"], 2)
+                entry["readonly_groups"] = []
+        if rng.random() < 0.3:
+            users(data).pop("frank")
+        assert plan_for(load_config(data), "bob") == plan_for(base, "bob")

@@ -404,3 +404,22 @@ def test_qhub03_rules_and_explain_agree_for_every_user(imported, capsys, name):
         assert [names[s] for s in plan["jupyterlab_profiles"]] == want["profiles"], user
         # every folder QHub gave; the only extra is the hub-admins group holding QHub's admins
         assert got_folders - want["folders"] <= {"/home/shared/hub-admins"} and want["folders"] <= got_folders
+
+
+def test_qhub03_passwords_still_log_in_with_qhubs_admins(imported):
+    """The real password authenticator on the imported config: QHub's bcrypt hashes work unchanged,
+    and admin comes out as QHub decided it (primary group admin)."""
+    import asyncio
+
+    from qhub_hub.authenticator import QHubPasswordAuthenticator
+
+    auth = QHubPasswordAuthenticator(qhub_config_path=str(imported["qhub03-password.yaml"].config_path))
+
+    def login(user: str, password: str):
+        return asyncio.run(auth.authenticate(None, {"username": user, "password": password}))
+
+    alice, bob = login("alice", "alice-password"), login("bob", "bob-password")
+    assert (alice["name"], alice["admin"]) == ("alice", True)
+    assert (bob["name"], bob["admin"]) == ("bob", False)
+    assert sorted(bob["groups"]) == ["admin", "analysts", "users"]
+    assert login("carol", "bob-password") is None

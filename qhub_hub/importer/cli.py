@@ -53,6 +53,16 @@ def add_import_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--verbose", action="store_true", help="list every re-owned path")
     p.set_defaults(func=cmd_migrate_ownership)
 
+    p = subparsers.add_parser(
+        "migrate-layout", help="move a QHub 0.3 volume to qhub-hub's folders (home/shared -> shared, home names)",
+        description="On QHub 0.3's storage volume ROOT: home/shared/<group> -> shared/<group> and "
+                    "home/<QHub's escaped name> -> home/<unix name>, by renames only. Never follows "
+                    "links; a name already taken is left alone and listed. Run with --dry-run first.")
+    p.add_argument("config", help="the qhub-hub config imported from the QHub 0.3 file")
+    p.add_argument("--root", required=True, help="the volume's root folder (holding home/)")
+    p.add_argument("--dry-run", action="store_true", help="list what would move; move nothing")
+    p.set_defaults(func=cmd_migrate_layout)
+
 
 def _write(path: str, text: str, source: Path) -> None:
     target = Path(path)
@@ -95,16 +105,40 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_migrate_ownership(args: argparse.Namespace) -> int:
+def _config_or_none(path: str):
     from ..config import load_config
-    from .ownership import MigrationError, migrate_ownership
 
     try:
-        config = load_config(args.config)
+        return load_config(path)
     except ConfigError as e:
         for problem in e.problems:
             print(f"error: {problem}", file=sys.stderr)
-        print(f"{args.config}: fix it first (`qhub-hub validate {args.config}`)", file=sys.stderr)
+        print(f"{path}: fix it first (`qhub-hub validate {path}`)", file=sys.stderr)
+        return None
+
+
+def cmd_migrate_layout(args: argparse.Namespace) -> int:
+    from .layout import migrate_qhub03_layout
+    from .ownership import MigrationError
+
+    config = _config_or_none(args.config)
+    if config is None:
+        return 1
+    try:
+        summary = migrate_qhub03_layout(config, args.root, dry_run=args.dry_run)
+    except MigrationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{'would move' if args.dry_run else 'moved'} {summary.renamed} folders; "
+          f"{len(summary.problems)} left alone (listed above)")
+    return 0
+
+
+def cmd_migrate_ownership(args: argparse.Namespace) -> int:
+    from .ownership import MigrationError, migrate_ownership
+
+    config = _config_or_none(args.config)
+    if config is None:
         return 1
     if not args.dry_run and os.geteuid() != 0:
         print("error: changing owners needs root; run as root, or with --dry-run to see the list",

@@ -57,7 +57,7 @@ class _Job:
     summary: Summary
 
 
-def _open_dir(name: str, dir_fd: int | None = None) -> int:
+def open_dir(name: str, dir_fd: int | None = None) -> int:
     return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
 
 
@@ -95,7 +95,7 @@ def _fix_tree(job: _Job, dir_fd: int, rel: str, uid: int, gid: int) -> int:
                     job.summary.problems.append(f"{path}: cannot be re-owned ({e.strerror})")
         if stat.S_ISDIR(st.st_mode):
             try:
-                child = _open_dir(entry.name, dir_fd)
+                child = open_dir(entry.name, dir_fd)
             except OSError as e:  # swapped for a link meanwhile, or unreadable
                 job.summary.problems.append(f"{path}: not entered ({e.strerror})")
                 continue
@@ -122,7 +122,7 @@ def _fix_folder(job: _Job, parent_fd: int, name: str, rel: str, uid: int, gid: i
     if stat.S_IMODE(st.st_mode) != mode:
         folder.append(f"mode {stat.S_IMODE(st.st_mode):04o} -> {mode:04o}")
     try:
-        fd = _open_dir(name, parent_fd)
+        fd = open_dir(name, parent_fd)
     except OSError as e:  # swapped for a link meanwhile
         job.summary.problems.append(f"{rel}: not entered ({e.strerror})")
         return
@@ -162,7 +162,7 @@ def migrate_ownership(config: QHubConfig, root: str | os.PathLike, from_uid: int
                       say: Callable[[str], None] = print, verbose: bool = False) -> Summary:
     root = Path(root)
     try:
-        root_fd = _open_dir(str(root))
+        root_fd = open_dir(str(root))
     except OSError as e:
         raise MigrationError(f"{root}: not a folder ({e.strerror}); give the root of the storage volume "
                              "(the folder holding home/ and shared/)") from None
@@ -180,7 +180,7 @@ def migrate_ownership(config: QHubConfig, root: str | os.PathLike, from_uid: int
 
 def _subdir(job: _Job, root_fd: int, name: str) -> int | None:
     try:
-        return _open_dir(name, root_fd)
+        return open_dir(name, root_fd)
     except FileNotFoundError:
         job.say(f"no {name}/ in the volume; nothing to do there")
     except OSError as e:

@@ -9,6 +9,7 @@ Exit codes of `diff` follow `git diff` / `diff(1)`: 0, or with `--exit-code` 1 w
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import tempfile
@@ -61,6 +62,10 @@ def add_review_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--namespace", default=None,
                    help="with --kubernetes: the namespace of the user pods (default: the current "
                         "context's, else 'default')")
+    p.add_argument("--hub-api-url", default=None,
+                   help="with --kubernetes: ask this hub (https://<hub>/hub/api) for each pod user's "
+                        "plan, with the token in $JUPYTERHUB_API_TOKEN (scope custom:qhub:plans:read); "
+                        "default: plans made from the config, without identity-provider groups")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_audit)
 
@@ -177,14 +182,21 @@ def cmd_audit(args: argparse.Namespace) -> int:
             if args.fix:
                 return _fail("--fix is for the embedded mode; a pod gets its plan when its "
                              "server is restarted")
+            from ..hub_plans import PlanUnavailable
             from .kube import KubeError, list_user_pods
-            from .pod_audit import audit_pods
+            from .pod_audit import audit_pods, hub_plan_lookup
 
+            lookup = None
+            if args.hub_api_url:
+                token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+                if not token:
+                    return _fail("--hub-api-url needs a hub API token in $JUPYTERHUB_API_TOKEN "
+                                 "(with the scope custom:qhub:plans:read)")
+                lookup = hub_plan_lookup(args.hub_api_url, token)
             try:
-                pods = list_user_pods(args.namespace)
-            except KubeError as e:
+                report = audit_pods(config, list_user_pods(args.namespace), plan_lookup=lookup)
+            except (KubeError, PlanUnavailable) as e:
                 return _fail(str(e))
-            report = audit_pods(config, pods)
         else:
             from .machine_audit import AuditError, audit_machine
 

@@ -9,9 +9,11 @@ spawner uses (`qhub_hub.pod`) from the user's plan now, and compared:
 - the plan-owned volume mounts (home, /shared, group folders and their read-only flags, the nss
   files, conda-store namespaces); mounts an admin added on other volumes are not the plan's.
 
-The user is the pod's ``hub.jupyter.org/username`` annotation (else its QHUB_USER). The groups
-an identity provider reported are not in a pod, so the plan is made conservatively (an audit may
-report too much, never too little):
+The user is the pod's ``hub.jupyter.org/username`` annotation (else its QHUB_USER). Their plan
+comes, best, from the hub, the one authority (`plan_lookup`, e.g. `hub_plan_lookup`: ``GET
+/hub/api/qhub/plans/<name>``, exact identity-provider groups and dynamic uid). Without the hub,
+the groups an identity provider reported are not in a pod, so the plan is made conservatively
+from the config (an audit may then report too much, never too little):
 
 - users of security.users, and everyone under password login: no identity-provider groups (a
   group an identity provider adds to a config user shows as a finding);
@@ -22,7 +24,7 @@ report too much, never too little):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .. import pod as podlib
@@ -37,15 +39,39 @@ RESTART = ("restart {user}'s server: a running pod keeps the securityContext and
            "with (hub admin page, or DELETE /hub/api/users/{user}/server)")
 
 
-def audit_pods(config: QHubConfig, pods: Iterable[Mapping[str, Any]], target: str = "user pods") -> AuditReport:
+PlanLookup = Callable[[str], UserPlan | None]  # username -> plan now (None: no such user)
+
+
+def audit_pods(config: QHubConfig, pods: Iterable[Mapping[str, Any]], target: str = "user pods",
+               plan_lookup: PlanLookup | None = None) -> AuditReport:
     report = AuditReport(target)
+    if plan_lookup is None:
+        report.notes.append("plans made from the config (no hub asked): identity-provider groups "
+                            "are not known; see `audit --hub-api-url`")
     count = 0
     for pod in pods:
         count += 1
-        for finding in audit_pod(config, pod):
+        for finding in audit_pod(config, pod, plan_lookup):
             report.findings.append(finding)
     report.checked["pods"] = count
     return report
+
+
+def hub_plan_lookup(api_url: str, token: str) -> PlanLookup:
+    """Plans from the hub's plan endpoint (the token needs the scope custom:qhub:plans:read).
+    A user the hub does not know has no plan; any other failure raises `PlanUnavailable`."""
+    from ..hub_plans import HubPlanSource, PlanUnavailable
+
+    source = HubPlanSource(api_url, token)
+
+    def lookup(username: str) -> UserPlan | None:
+        try:
+            return source.fetch_sync(username).plan
+        except PlanUnavailable as e:
+            if "has no user" in str(e):
+                return None
+            raise
+    return lookup
 
 
 def _env(container: Mapping[str, Any]) -> dict[str, str]:
@@ -92,9 +118,12 @@ def mapped_sources(config: QHubConfig, groups: Iterable[str]) -> list[str]:
     return out
 
 
-def audit_pod(config: QHubConfig, pod: Mapping[str, Any]) -> list[Finding]:
+def audit_pod(config: QHubConfig, pod: Mapping[str, Any], plan_lookup: PlanLookup | None = None) -> list[Finding]:
     name = (pod.get("metadata") or {}).get("name", "?")
     username, plan = plan_of_pod(config, pod)
+    if username is not None and plan_lookup is not None:
+        plan = plan_lookup(username)
+        plan = plan if plan is not None and plan.may_log_in else None
     subject = f"pod {name}" + (f" ({username})" if username else "")
     if username is None:
         return [Finding("pod_unexplained", subject, f"has no {USERNAME_ANNOTATION} annotation and no "

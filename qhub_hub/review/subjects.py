@@ -1,8 +1,9 @@
 """Whose access a config review compares, and their plan in one config.
 
 - every user of `security.users` in either config, by hub username;
-- every identity-provider group of `security.identity_provider_groups` in either config: a person
-  the identity provider reports in that group only, and not listed in `security.users`;
+- every identity-provider group of `security.identity_provider_groups`, and every GitHub
+  `allowed_organizations` entry, in either config: a person the identity provider reports in that
+  group only, and not listed in `security.users`;
 - when either config sets `security.allow_unlisted_users`: any other identity-provider user (no
   mapped group).
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import QHubConfig
+from ..config import GitHubAuth, QHubConfig
 from ..policy import UserPlan, plan_for
 from .access import Access, access_of
 
@@ -50,11 +51,17 @@ class Subject:
 def subjects(*configs: QHubConfig) -> list[Subject]:
     """Users (sorted), then identity-provider groups (sorted), then unlisted users, over `configs`."""
     users = sorted({name for c in configs for name in c.security.users})
-    idp = sorted({name for c in configs for name in c.security.identity_provider_groups})
+    idp = sorted({name for c in configs for name in (*c.security.identity_provider_groups,
+                                                      *_admitting_organizations(c))})
     out = [Subject(USER, name) for name in users] + [Subject(IDP_GROUP, name) for name in idp]
     if any(c.security.allow_unlisted_users for c in configs):
         out.append(Subject(UNLISTED, ""))
     return out
+
+
+def _admitting_organizations(config: QHubConfig) -> list[str]:
+    auth = config.security.authentication
+    return list(auth.config.allowed_organizations) if isinstance(auth, GitHubAuth) else []
 
 
 def plan_of(config: QHubConfig, subject: Subject) -> UserPlan:

@@ -189,3 +189,32 @@ def test_cli_without_a_cluster(tmp_path):
     result = subprocess.run([QHUB, "audit", "--kubernetes", "--fix", "--config", str(config)],
                             capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 2 and "--fix is for the embedded mode" in result.stderr
+
+
+def test_plans_from_the_hub_know_identity_provider_groups():
+    """carol's identity provider adds her to analysts. From the config alone the audit cannot know
+    it and reports her pod (too much, never too little); with the hub's plans it is exact."""
+    idp_groups = {"carol": ["analysts"]}
+    pods = [user_pod(BASE, "carol", idp_groups["carol"]), user_pod(BASE, "dave")]
+    alone = audit_pods(BASE, pods)
+    assert [(f.kind, f.subject) for f in alone.findings] == [
+        ("pod_security_context", "pod jupyter-carol (carol)"), ("pod_mounts", "pod jupyter-carol (carol)")]
+    assert alone.notes and "identity-provider groups are not known" in alone.notes[0]
+
+    def hub(username):  # what GET /hub/api/qhub/plans/<name> answers: the hub's plan_for
+        return plan_for(BASE, username, idp_groups.get(username, ()))
+
+    assert audit_pods(BASE, pods, plan_lookup=hub).findings == []
+    assert audit_pods(BASE, pods, plan_lookup=hub).notes == []
+    # the hub has no such user, or says they may not log in: the pod is unexplained
+    gone = audit_pods(BASE, pods, plan_lookup=lambda u: None if u == "dave" else hub(u))
+    assert [(f.kind, f.subject) for f in gone.findings] == [("pod_unexplained", "pod jupyter-dave (dave)")]
+
+
+def test_hub_api_url_needs_a_token(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(EXAMPLE))
+    result = subprocess.run([QHUB, "audit", "--kubernetes", "--config", str(config), "--hub-api-url",
+                             "http://127.0.0.1:9/hub/api"], capture_output=True, text=True, timeout=120,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert result.returncode == 2 and "needs a hub API token in $JUPYTERHUB_API_TOKEN" in result.stderr

@@ -120,6 +120,10 @@ def _allow_unlisted(d):
     d["security"]["allow_unlisted_users"] = True
 
 
+def _github_org(d):
+    d["security"]["authentication"] = {"type": "GitHub", "config": {"allowed_organizations": ["acme"]}}
+
+
 def _dynamic_range(d):
     d["security"]["dynamic_ids"] = {"uid_start": 500_000, "uid_count": 1000}
 
@@ -225,6 +229,7 @@ CASES = [
       ("acme:readers", "folder_access", "/shared/analysts")], []),
     ("unlisted users admitted", edit(_allow_unlisted), UNLISTED_ACCESS, []),
     ("dynamic id range moved", edit(_dynamic_range), [], ["dynamic_ids_moved"]),
+    ("a GitHub organization admitted", edit(_github_org), [("acme", k, i) for _, k, i in UNLISTED_ACCESS], []),
 ]
 
 

@@ -44,6 +44,8 @@ SOCKET = RUN / "containerd.sock"
 LOGS = STATE / "logs"
 COMPONENTS = ("etcd", "containerd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
               "kubelet", "kube-proxy")
+PROGRAMS = {*COMPONENTS, "runc"}  # what `down` may stop (besides containerd's shims)
+OS_RELEASE = Path("/etc/os-release")
 
 
 @dataclass
@@ -66,10 +68,10 @@ def preflight() -> None:
         raise ClusterError("must run as root: it starts a kubelet and containerd, and changes "
                            "iptables and mounts (try `sudo`)")
     try:
-        os_release = Path("/etc/os-release").read_text()
+        os_release = OS_RELEASE.read_text()
     except OSError:
         os_release = ""
-    if "ID=debian" not in os_release:
+    if not any(line.strip() == "ID=debian" for line in os_release.splitlines()):
         raise ClusterError("needs Debian (bookworm): Kubernetes is built from Debian's source package "
                            "and the runtime comes from Debian packages; /etc/os-release says otherwise")
     missing = [t for t in ("etcd", "containerd", "runc", "ctr", "iptables", "iptables-save", "ip",
@@ -129,10 +131,17 @@ def _our_pids() -> dict[int, str]:
             found[pid] = name
     markers = [str(STATE).encode(), str(RUN).encode(), str(kubebuild.KUBERNETES_BIN).encode()]
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            cmd = _cmdline(int(entry.name))
-            if any(m in cmd for m in markers) and _alive(int(entry.name)):
-                found.setdefault(int(entry.name), cmd.split(b"\0")[0].decode(errors="replace"))
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            program = os.readlink(entry / "exe").rsplit("/", 1)[-1].removesuffix(" (deleted)")
+        except OSError:
+            continue
+        if program not in PROGRAMS and not program.startswith("containerd-shim"):
+            continue  # e.g. a shell tailing our logs: not ours to stop
+        cmd = _cmdline(int(entry.name))
+        if any(m in cmd for m in markers) and _alive(int(entry.name)):
+            found.setdefault(int(entry.name), program)
     return found
 
 
@@ -432,6 +441,11 @@ def load_images(built: dict[str, imagelib.Image]) -> None:
         tagged = _ctr("images", "tag", "--force", image.ref, imagelib.stable_ref(name))
         if tagged.returncode:
             raise ClusterError(f"ctr images tag {image.ref}: {tagged.stderr.decode(errors='replace')}")
+        repository = image.ref.rsplit(":", 1)[0] + ":"
+        current = (image.ref, imagelib.stable_ref(name))
+        older = [ref for ref in have if ref.startswith(repository) and ref not in current]
+        if older:  # earlier builds: removed, so containerd's store does not grow
+            _ctr("images", "rm", *older)
     (STATE / "images.json").write_text(json.dumps(
         {name: {"ref": imagelib.stable_ref(name), "built": image.ref} for name, image in built.items()},
         indent=2))

@@ -144,8 +144,18 @@ def build_one(name: str, base: str, pause_dir: Path | None, log: Path) -> Image:
         command += ["--build-arg", f"{key}={value}"]
     run([*command, context], log=log, env=container_env())
     seconds = time.monotonic() - started
+    _remove_older(name, ref)
     _record_build_time(name, ref, seconds)
     return Image(name, ref, seconds)
+
+
+def _remove_older(name: str, keep: str) -> None:
+    """Earlier builds of the same image (other input hashes): removed, so the store does not grow."""
+    listing = subprocess.run(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}",
+                              f"localhost/qhub-hub/{name}"], capture_output=True, text=True, env=container_env())
+    older = [ref for ref in listing.stdout.split() if ref != keep and ref.startswith(f"localhost/qhub-hub/{name}:")]
+    if older:
+        subprocess.run(["podman", "rmi", "--force", *older], capture_output=True, env=container_env())
 
 
 def _record_build_time(name: str, ref: str, seconds: float) -> None:

@@ -1,4 +1,4 @@
-"""The real one-machine cluster (qhub_hub.devcluster), up once per test session and always torn down.
+"""The real one-machine cluster (qhub_hub.devcluster), up once for tests/cluster and always torn down.
 
 The first run on a machine builds Kubernetes from Debian's source package (~10 min on 2 cores) and
 the images (~6 min); both are cached in /var/cache/qhub-hub, so later runs only start the cluster.
@@ -84,7 +84,7 @@ def cluster_image(name: str) -> str:
     return stable_ref(name)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # down as soon as tests/cluster is done, not at the suite's end
 def dev_cluster() -> Iterator[Cluster]:
     reason = _why_not()
     if reason:

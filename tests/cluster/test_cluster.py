@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,7 @@ from .spawning import hostpath_claim, storage_dir
 
 pytestmark = pytest.mark.cluster
 
+REPO = Path(__file__).resolve().parents[2]
 NS = "kc-basic"
 UID = 48001
 
@@ -86,3 +89,21 @@ def test_down_leaves_nothing_behind_and_up_again_starts_afresh(dev_cluster):
     dev_cluster.timings.update({f"warm_{k}": v for k, v in timings.phases.items()})
     namespaces = dev_cluster.kubectl("get", "namespaces", "-o", "name").stdout
     assert f"namespace/{NS}" not in namespaces  # a fresh etcd
+
+
+def test_refuses_clearly_when_not_root():
+    """As another user: one line saying why, exit 1, nothing started (no cluster needed)."""
+    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                             sys.executable, "-m", "qhub_hub.devcluster", "up"],
+                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 1
+    assert "cluster: error: must run as root" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_refuses_clearly_when_not_debian(tmp_path, monkeypatch):
+    if os.geteuid() != 0:
+        pytest.skip("the Debian check comes after the root check")
+    (tmp_path / "os-release").write_text('NAME="Ubuntu"\nID=ubuntu\nID_LIKE=debian\n')
+    monkeypatch.setattr(cluster, "OS_RELEASE", tmp_path / "os-release")
+    with pytest.raises(cluster.ClusterError, match="needs Debian"):
+        cluster.preflight()

@@ -104,3 +104,18 @@ def test_an_unreadable_crypt_key_is_a_note_not_a_failure(platform):
     (state_dir / "secrets.json").write_text(json.dumps({"crypt_key": secrets.token_hex(32)}))
     report = audit_machine(config, state_dir=state_dir)
     assert len(report.notes) == 1 and report.notes[0].startswith("cannot decrypt the auth_state of rvocto")
+
+
+def test_the_platforms_own_shared_folder_is_audited(platform):
+    """`local up --shared-dir` puts /shared elsewhere on the machine: the audit looks there."""
+    root, config, state_dir, _ = platform
+    settings = PlatformSettings.load(state_dir)
+    machine_shared = root / "srv-shared"
+    settings.with_changes(shared_dir=str(machine_shared)).save()
+    report = audit_machine(config, state_dir=state_dir)
+    missing = sorted(f.subject.split(" (")[0] for f in report.findings if f.kind == "folder_missing")
+    assert str(machine_shared) in missing and f"{machine_shared}/rvml" in missing
+    assert not any(f.subject.startswith(f"{root}/shared") for f in report.findings)
+    audit_machine(config, state_dir=state_dir, fix=True)
+    assert (machine_shared / "rvml").stat().st_gid == 47102
+    assert (machine_shared / "rvml").stat().st_mode & 0o7777 == 0o2770

@@ -27,6 +27,7 @@ from .units import parse_bytes, parse_cpu
 
 GROUP_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
+SPAWNER_BYTES = re.compile(r"[0-9]*\.?[0-9]+[KMGT]")  # JupyterHub's ByteSpecification: number + suffix
 FIRST_UID = 1000  # below: system accounts, never handed to a person
 DASK_PACKAGES = ("ipykernel", "dask", "distributed", "dask-gateway")
 
@@ -275,8 +276,12 @@ class KubespawnerOverride(Strict):
     @field_validator("mem_limit", "mem_guarantee")
     @classmethod
     def _memory(cls, value: str | int | None) -> str | int | None:
-        if value is not None:
-            parse_bytes(value)
+        # exactly what the spawner's trait (JupyterHub's ByteSpecification) accepts at spawn time;
+        # checked here without importing jupyterhub (the gateway and conda-store images lack it)
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool)
+                                      or isinstance(value, str) and SPAWNER_BYTES.fullmatch(value)):
+            raise ValueError(f"{value!r} is not a memory size the spawner accepts; write e.g. '4G', "
+                             "'512M' (K, M, G, T: 1024-based) or a number of bytes")
         return value
 
     @property

@@ -220,3 +220,27 @@ def test_schema_is_strict_everywhere():
             assert definition.get("additionalProperties") is False, name
     assert set(schema["properties"]) >= {"security", "profiles", "environments", "storage", "dask_gateway",
                                          "conda_store", "ssh", "videochat", "cull"}
+
+
+@pytest.mark.parametrize("value", ["4G", "512M", "1.5G", "2T", "100K", 1073741824, "4Gi", "4g", "4 G", "G",
+                                   "-1G", "4GB", "", "1e3M"])
+def test_memory_sizes_are_what_the_spawner_accepts(value) -> None:
+    """A profile's mem_limit passes validation only when JupyterHub's ByteSpecification (the
+    spawner's trait) accepts it, so a valid config never fails at spawn time. (We are stricter:
+    '-1G', '4 G' and '1e3M' pass ByteSpecification but are refused here.)"""
+    from jupyterhub.traitlets import ByteSpecification
+    from traitlets import TraitError
+
+    from qhub_hub.config import KubespawnerOverride
+    try:
+        ByteSpecification().validate(None, value)
+        spawner_ok = True
+    except (TraitError, TypeError, ValueError):
+        spawner_ok = False
+    try:
+        KubespawnerOverride(mem_limit=value)
+        ours_ok = True
+    except ValueError:
+        ours_ok = False
+    assert ours_ok <= spawner_ok
+    assert ours_ok == (value in ("4G", "512M", "1.5G", "2T", "100K", 1073741824))

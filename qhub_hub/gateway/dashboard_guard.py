@@ -87,6 +87,7 @@ class DashboardGuard:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/oauth_callback", self.oauth_callback)
+        app.router.add_get("/oauth_callback/", self.oauth_callback)
         app.router.add_route("*", "/clusters/{name}/{rest:.*}", self.dashboard)
         app.router.add_route("*", "/clusters/{name}", self.dashboard)
         return app

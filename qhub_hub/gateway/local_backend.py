@@ -282,7 +282,8 @@ class QHubLocalBackend(ClusterLimitMixin, LocalBackend):
         guard = DashboardGuard(link, self._dashboard_owner, self._dashboard_target, log=self.log)
         self.__dict__["_qhub_guard"] = guard
         await guard.start()
-        await self.proxy.add_route(kind="PATH", path="/oauth_callback", target=guard.url)
+        # the proxy strips the route's path and appends the rest to the target's
+        await self.proxy.add_route(kind="PATH", path="/oauth_callback", target=f"{guard.url}/oauth_callback")
         self.log.info("Cluster dashboards are served to their owners only, through %s", guard.url)
 
     async def do_cleanup(self) -> None:

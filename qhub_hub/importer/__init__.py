@@ -3,7 +3,8 @@ values for helm/qhub, and a report on every key of the input.
 
 detect.py tells the generations apart; qhub03.py and nebari.py map each (profiles.py,
 environments.py, images.py and dropped.py hold what both share); helm_values.py builds the chart
-values; report.py accounts for every key; ownership.py re-owns files Nebari wrote as uid 1000.
+values; report.py accounts for every key; ownership.py re-owns files Nebari wrote as uid 1000,
+layout.py moves a QHub 0.3 volume to qhub-hub's folder names; cli.py registers the commands.
 The output is deterministic: importing the same file twice gives the same bytes.
 """
 

@@ -253,8 +253,3 @@ def _dynamic_uid(config: QHubConfig, index: ConfigIndex, username: str, taken: M
 def profile_by_slug(config: QHubConfig, slug: str) -> JupyterLabProfile | None:
     """The config's JupyterLab profile with `slug`, allowed or not."""
     return index_of(config).profiles_by_slug.get(slug)
-
-
-def allowed_profile(plan: UserPlan, slug: str) -> JupyterLabProfile | None:
-    """The profile with `slug` if the plan allows it, else None."""
-    return next((p for p in plan.jupyterlab_profiles if p.profile_slug == slug), None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qhub_hub.config import load_config
-from qhub_hub.policy import Mount, PlanError, allowed_profile, plan_for
+from qhub_hub.policy import Mount, PlanError, plan_for
 
 # user, idp groups -> uid, gid, supplemental gids, read-only gids, lab profiles, dask profiles, admin
 EXAMPLE_TABLE = [
@@ -96,7 +96,7 @@ def test_profile_matrix(user, item, allowed):
     if item.startswith("w-"):
         assert (item in plan.dask_worker_profiles) is allowed
     else:
-        assert (allowed_profile(plan, item) is not None) is allowed
+        assert (item in plan.profile_slugs) is allowed
         assert (item in plan.profile_slugs) is allowed
 
 

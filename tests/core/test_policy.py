@@ -97,7 +97,6 @@ def test_profile_matrix(user, item, allowed):
         assert (item in plan.dask_worker_profiles) is allowed
     else:
         assert (item in plan.profile_slugs) is allowed
-        assert (item in plan.profile_slugs) is allowed
 
 
 def test_profiles_keep_config_order():

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import helm_values
+from .detect import NotImportable
 from .dropped import drop_known_sections
 from .environments import environments
 from .images import is_stock_image
@@ -272,6 +273,16 @@ def _default_images(report: Report, values: dict, images: Any) -> None:
                                   "(images/); port your changes there")
 
 
+def _check_keycloak_profiles(data: Mapping[str, Any], options: NebariOptions) -> None:
+    profiles = data.get("profiles") if isinstance(data.get("profiles"), Mapping) else {}
+    names = [str(p.get("display_name")) for p in profiles.get("jupyterlab") or []
+             if isinstance(p, Mapping) and p.get("access") == "keycloak"]
+    for name in options.keycloak_profiles:
+        if name not in names:
+            raise NotImportable(f"--keycloak-profile {name!r}: no profile with `access: keycloak` has that "
+                                f"display_name (they are: {', '.join(map(repr, names)) or 'none'})")
+
+
 def import_nebari(data: Mapping[str, Any], report: Report,
                   options: NebariOptions) -> tuple[dict[str, Any], dict[str, Any]]:
     """(qhub config, Helm values without `qhub`)."""
@@ -289,6 +300,7 @@ def import_nebari(data: Mapping[str, Any], report: Report,
     for name in (*DEFAULT_GROUPS, *options.keycloak_groups):
         groups.add(name)
 
+    _check_keycloak_profiles(data, options)
     if "profiles" in data:
         config["profiles"] = _profiles(report, data["profiles"], groups, options)
     if "environments" in data:

@@ -161,6 +161,11 @@ def _home_owners(config: QHubConfig, names: list[str]) -> dict[str, tuple[str, i
 def migrate_ownership(config: QHubConfig, root: str | os.PathLike, from_uid: int, *, dry_run: bool,
                       say: Callable[[str], None] = print, verbose: bool = False) -> Summary:
     root = Path(root)
+    owner = next((name for name, user in config.security.users.items() if user.uid == from_uid), None)
+    if owner is not None:
+        raise MigrationError(f"uid {from_uid} is {owner}'s in the config, so files it owns are {owner}'s; "
+                             "this step is for volumes one shared uid wrote (Nebari). Give the uid the "
+                             "old platform ran everyone as")
     try:
         root_fd = open_dir(str(root))
     except OSError as e:

@@ -423,3 +423,11 @@ def test_qhub03_passwords_still_log_in_with_qhubs_admins(imported):
     assert (bob["name"], bob["admin"]) == ("bob", False)
     assert sorted(bob["groups"]) == ["admin", "analysts", "users"]
     assert login("carol", "bob-password") is None
+
+
+def test_a_keycloak_profile_name_that_matches_nothing_is_refused(tmp_path):
+    result = qhub_hub("import", str(DATA / "nebari-keycloak.yaml"), "-o", str(tmp_path / "out.yaml"),
+                      "--keycloak-profile", "Medium instance=developer", check=False)
+    assert result.returncode == 1
+    assert "'Medium instance': no profile with `access: keycloak`" in result.stderr
+    assert "'Medium Instance', 'GPU Instance'" in result.stderr and "Traceback" not in result.stderr

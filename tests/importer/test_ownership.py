@@ -181,3 +181,13 @@ def test_the_command_needs_a_valid_config(tmp_path, volume):
     bad.write_text("security:\n  users:\n    x: {uid: 5}\n")
     result = cli(str(bad), "--root", str(volume))
     assert result.returncode == 1 and "security.users.x" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_uid_that_belongs_to_a_config_user_is_refused(volume, tmp_path):
+    """QHub 0.3 ran alice as uid 1000: her files must not be handed to anyone."""
+    path = tmp_path / "qhub03.yaml"
+    path.write_text(import_file(DATA / "qhub03-password.yaml").config_text())
+    before = snapshot(volume)
+    with pytest.raises(MigrationError, match="uid 1000 is alice's in the config"):
+        migrate_ownership(load_config(path), volume, NEBARI_UID, dry_run=False, say=lambda _: None)
+    assert snapshot(volume) == before

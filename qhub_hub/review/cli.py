@@ -33,7 +33,8 @@ def add_review_commands(sub: argparse._SubParsersAction) -> None:
         description="Compare the plans of two configs: per user, then per identity-provider group "
         "mapping, what changes (login, ids, groups, folders, profiles, Dask profiles, environment "
         "namespaces, admin), with warnings for changes that damage data or access. Prints nothing "
-        "when no one's access changes.")
+        "when no one's access changes. Exit 0; with --exit-code, 1 when access changes; 2 when a "
+        "config or revision cannot be read.")
     p.add_argument("files", nargs="+", metavar="FILE",
                    help="OLD NEW, or one FILE with --against REV")
     p.add_argument("--against", metavar="REV",
@@ -48,7 +49,8 @@ def add_review_commands(sub: argparse._SubParsersAction) -> None:
         description="Report accounts whose ids or groups differ from the plans, accounts in the "
         "platform's id ranges no plan explains, folders with the wrong owner, mode or ACL, "
         "symlinks or files where a folder should be, and running processes whose ids no longer "
-        "match their user's plan. --fix repairs what is safe and lists the rest.")
+        "match their user's plan. --fix repairs what is safe and lists the rest. Exit 0 when "
+        "everything matches, 1 when problems remain, 2 when the audit cannot run.")
     p.add_argument("--config", required=True, help="the qhub config file")
     p.add_argument("--state-dir", default=None,
                    help="the embedded platform's state dir (its shared folder and the hub's users); "

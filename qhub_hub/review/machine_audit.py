@@ -285,8 +285,10 @@ def _check_folder(ctx: _Context, path: str, want: ExpectedFolder, shared_path: s
             if want.kind == GROUP:
                 _check_named_entries(ctx, subject, path, want, acl.named_users(fd))
     except FileNotFoundError:
+        also = {HOME: "their server starts", SHARED: "`qhub-hub local up` runs",
+                GROUP: "a member's server starts"}[want.kind]
         ctx.found(Finding("folder_missing", subject, "does not exist",
-                          "run `qhub-hub audit --fix` (or start a member's server)", fixable=True),
+                          f"run `qhub-hub audit --fix` (it is also made when {also})", fixable=True),
                   lambda: _did(repair(), f"created {folder.uid}:{folder.gid} {folder.mode:04o}"))
 
 

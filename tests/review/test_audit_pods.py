@@ -218,3 +218,21 @@ def test_hub_api_url_needs_a_token(tmp_path):
                              "http://127.0.0.1:9/hub/api"], capture_output=True, text=True, timeout=120,
                             env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert result.returncode == 2 and "needs a hub API token in $JUPYTERHUB_API_TOKEN" in result.stderr
+
+
+def test_cli_with_an_unreachable_cluster(tmp_path):
+    """A kubeconfig naming a cluster that does not answer: the adapter reaches the API call and
+    fails with a message, never a traceback."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "k", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u", "namespace": "hub"}}]}))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(EXAMPLE))
+    result = subprocess.run([QHUB, "audit", "--kubernetes", "--config", str(config)], capture_output=True,
+                            text=True, timeout=120,
+                            env={"PATH": "/usr/bin:/bin", "KUBECONFIG": str(kubeconfig), "HOME": str(tmp_path)})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error: cannot list the user pods:") and "Traceback" not in result.stderr

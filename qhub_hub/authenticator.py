@@ -184,6 +184,10 @@ class QHubOAuthMixin(QHubAuthenticatorMixin):
     qhub_auth_type: type = type(None)  # GitHubAuth, Auth0Auth, OIDCAuth
     qhub_needed_scopes: tuple[str, ...] = ()
 
+    @default("auth_state_groups_key")
+    def _qhub_groups_key(self) -> str:
+        return f"{AUTH_STATE_KEY}.groups"  # the plan's config groups, set by qhub_apply
+
     @default("scope")
     def _qhub_scope(self) -> list[str]:
         return self.qhub_scopes(self.qhub_auth_type, list(self.qhub_needed_scopes))
@@ -217,8 +221,6 @@ class QHubOAuthMixin(QHubAuthenticatorMixin):
         """Hook: fetch more about the user from the provider before the config is applied."""
         return auth_model
 
-    async def get_user_groups(self, auth_state: dict[str, Any]) -> set[str]:
-        return set(qhub_state(auth_state).get("groups") or [])
 
     async def refresh_user(self, user: Any, handler: Any = None, **kwargs: Any) -> Any:
         token = _request_db.set(getattr(user, "db", None))

@@ -20,6 +20,7 @@ What Nebari did, and how it is kept:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,24 @@ from .profiles import dask_worker_profile, jupyterlab_profile, with_access
 from .report import Report
 
 DEFAULT_GROUPS = ("admin", "developer", "analyst", "superadmin")
+# What Nebari (2024.x) served when a file had no `profiles`: its schema's defaults.
+DEFAULT_PROFILES = {
+    "jupyterlab": [
+        {"display_name": "Small Instance", "description": "Stable environment with 2 cpu / 8 GB ram",
+         "default": True, "kubespawner_override": {"cpu_limit": 2, "cpu_guarantee": 1.5, "mem_limit": "8G",
+                                                   "mem_guarantee": "5G"}},
+        {"display_name": "Medium Instance", "description": "Stable environment with 4 cpu / 16 GB ram",
+         "kubespawner_override": {"cpu_limit": 4, "cpu_guarantee": 3, "mem_limit": "16G",
+                                  "mem_guarantee": "10G"}},
+    ],
+    "dask_worker": {
+        "Small Worker": {"worker_cores_limit": 2, "worker_cores": 1.5, "worker_memory_limit": "8G",
+                         "worker_memory": "5G"},
+        "Medium Worker": {"worker_cores_limit": 4, "worker_cores": 3, "worker_memory_limit": "16G",
+                          "worker_memory": "10G"},
+    },
+}
+NEBARI_IDLE_MINUTES = 15  # Nebari's default server_shutdown_no_activity_timeout and kernel culling
 LOGIN_GROUPS = ("admin", "developer", "analyst")  # Nebari's KeyCloakOAuthenticator.allowed_groups
 NEBARI_UID = 1000
 
@@ -303,6 +322,18 @@ def import_nebari(data: Mapping[str, Any], report: Report,
     _check_keycloak_profiles(data, options)
     if "profiles" in data:
         config["profiles"] = _profiles(report, data["profiles"], groups, options)
+    else:
+        config["profiles"] = copy.deepcopy(DEFAULT_PROFILES)
+        report.note("The file has no `profiles`: Nebari served its defaults (Small and Medium Instance, "
+                    "Small and Medium Worker), and so does the import.")
+    if "environments" not in data:
+        report.note("The file has no `environments`: Nebari built its default ones (dask, dashboard) into "
+                    "conda-store; declare the ones your users need under `environments`.")
+    idle = data.get("jupyterlab", {}).get("idle_culler", {}) if isinstance(data.get("jupyterlab"), Mapping) else {}
+    if not isinstance(idle, Mapping) or "server_shutdown_no_activity_timeout" not in idle:
+        report.note(f"Nebari stopped idle servers after {NEBARI_IDLE_MINUTES} minutes by default (and culled "
+                    "idle kernels and terminals); qhub-hub stops them after cull.server_idle_timeout "
+                    f"(default 3600 s): set it to {NEBARI_IDLE_MINUTES * 60} to keep Nebari's pace.")
     if "environments" in data:
         report.mapped(("environments",), "environments")
         config["environments"] = environments(report, data["environments"])

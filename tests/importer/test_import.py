@@ -31,6 +31,14 @@ def qhub_hub(*args: str, check: bool = True) -> subprocess.CompletedProcess:
                           check=check, timeout=120)
 
 
+def explain(capsys, config_path: Path, user: str, groups: tuple[str, ...] = ()) -> dict:
+    """`qhub-hub explain` (the real command, in this process) as data."""
+    capsys.readouterr()
+    args = ["explain", str(config_path), user] + (["--groups", ",".join(groups)] if groups else [])
+    assert cli_main(args) == 0
+    return yaml.safe_load(capsys.readouterr().out)
+
+
 class Imported:
     def __init__(self, name: str, out: Path, extra: list[str]):
         self.source = DATA / name
@@ -45,10 +53,7 @@ class Imported:
         self.report = self.report_path.read_text()
 
     def explain(self, capsys, user: str, groups: tuple[str, ...] = ()) -> dict:
-        capsys.readouterr()
-        args = ["explain", str(self.config_path), user] + (["--groups", ",".join(groups)] if groups else [])
-        assert cli_main(args) == 0
-        return yaml.safe_load(capsys.readouterr().out)
+        return explain(capsys, self.config_path, user, groups)
 
     def report_lines(self) -> dict[str, tuple[str, str]]:
         """path -> (status, detail), from the report's `## Every key` section."""
@@ -431,3 +436,18 @@ def test_a_keycloak_profile_name_that_matches_nothing_is_refused(tmp_path):
     assert result.returncode == 1
     assert "'Medium instance': no profile with `access: keycloak`" in result.stderr
     assert "'Medium Instance', 'GPU Instance'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_nebari_file_without_profiles_gets_nebaris_defaults(capsys, tmp_path):
+    source = tmp_path / "nebari-config.yaml"
+    source.write_text("project_name: tiny\nprovider: local\ndomain: tiny.example.org\nnebari_version: 2024.9.1\n")
+    out = qhub_hub("import", str(source), "-o", str(tmp_path / "qhub-config.yaml"), "--report",
+                   str(tmp_path / "report.txt"))
+    assert out.returncode == 0
+    config = load_config(tmp_path / "qhub-config.yaml")
+    assert [p.profile_slug for p in config.profiles.jupyterlab] == ["small-instance", "medium-instance"]
+    assert list(config.profiles.dask_worker) == ["Small Worker", "Medium Worker"]
+    report = (tmp_path / "report.txt").read_text()
+    assert "Nebari served its defaults" in report and "set it to 900" in report
+    plan = explain(capsys, tmp_path / "qhub-config.yaml", "zoe", ("analyst",))
+    assert gets(plan)["profiles"] == ["small-instance", "medium-instance"]

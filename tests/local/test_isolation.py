@@ -23,6 +23,7 @@ import grp
 import json
 import os
 import pwd
+import re
 import subprocess
 import sys
 import tempfile
@@ -188,10 +189,7 @@ def carol(platform: Platform) -> dict:
     try:
         info = asyncio.run(run())
     except AssertionError as e:
-        logs = [platform.state_dir / "logs" / "dask-gateway.log",
-                *sorted((platform.state_dir / "gateway" / "clusters").glob("*/logs/*.log"))]
-        tails = "\n".join(f"--- {p}:\n{p.read_text(errors='replace')[-3000:]}" for p in logs if p.exists())
-        raise AssertionError(f"{e}\n{tails}") from None
+        raise AssertionError(f"{e}\n{cluster_logs(platform)}") from None
     info["token"] = token
     return info
 
@@ -330,6 +328,12 @@ def test_kernels_run_over_ipc_in_the_private_runtime_folder(carol: dict) -> None
 # --- dashboards -----------------------------------------------------------------------------------
 
 
+def cluster_logs(platform: Platform) -> str:
+    logs = [platform.state_dir / "logs" / "dask-gateway.log",
+            *sorted((platform.state_dir / "gateway" / "clusters").glob("*/logs/*.log"))]
+    return "\n".join(f"--- {p}:\n{p.read_text(errors='replace')[-3000:]}" for p in logs if p.exists())
+
+
 def browser_login(platform: Platform, user: str) -> requests.Session:
     session = requests.Session()
     session.get(f"{platform.url}/hub/login", timeout=30)
@@ -360,14 +364,36 @@ def test_only_carol_reaches_her_dashboard(platform: Platform, carol: dict) -> No
 
     # browsers logged in to the hub: the hub's OAuth, then a dashboard session cookie
     r = browser_login(platform, "iscarol").get(through_hub, headers=html, timeout=60)
-    assert (r.status_code, r.url) == (200, through_hub), (r.history, r.url, r.text[:2000])
+    assert (r.status_code, r.url) == (200, through_hub), (r.history, r.url, r.text[:2000], cluster_logs(platform))
     assert r.json()["type"] == "Scheduler"
     r = browser_login(platform, "isbob").get(through_hub, headers=html, timeout=60)
     assert r.status_code == 403 and r.url == through_hub
+    # the Bokeh dashboard itself, page and websocket, through the guard
+    status = through_hub.replace("/json/identity.json", "/status")
+    r = requests.get(status, headers={"Authorization": f"token {carol['token']}"}, timeout=60)
+    assert r.status_code == 200 and "bokeh" in r.text.lower(), r.text[:1000]
+    assert asyncio.run(bokeh_ack(status, carol["token"], r.text)), "no ACK on the dashboard's websocket"
     # bob's own token cannot see carol's clusters through the API either
     status_body = requests.get(f"{platform.url}/services/dask-gateway/api/v1/clusters/",
                                headers={"Authorization": f"jupyterhub {bob_token}"}, timeout=30)
     assert (status_body.status_code, status_body.json()) == (200, {})
+
+
+async def bokeh_ack(page_url: str, token: str, page: str) -> bool:
+    """Open the Bokeh websocket of a dashboard page as its browser would; True on Bokeh's ACK."""
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    session_token = re.search(r'\\?"token\\?":\\?"([^"\\]+)', page)
+    assert session_token, page[:2000]
+    url = page_url.replace("http://", "ws://") + "/ws"
+    conn = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {token}"}),
+                                   subprotocols=["bokeh", session_token.group(1)])
+    try:
+        first = await asyncio.wait_for(conn.read_message(), 30)
+        return first is not None and '"ACK"' in str(first)
+    finally:
+        conn.close()
 
 
 def run_as(user: str, code: str) -> subprocess.CompletedProcess:

@@ -24,7 +24,8 @@ def add_import_commands(subparsers: argparse._SubParsersAction) -> None:
         description="Reads a whole qhub-config.yaml (QHub 0.3) or nebari-config.yaml, writes a qhub-hub "
                     "config, optionally Helm values for helm/qhub, and a report on every key of the input.")
     p.add_argument("file", help="the QHub or Nebari deployment file")
-    p.add_argument("-o", "--output", default="qhub-config.yaml", help="config to write (default: %(default)s)")
+    p.add_argument("-o", "--output", default="qhub-hub-config.yaml",
+                   help="config to write (default: %(default)s; never the file being imported)")
     p.add_argument("--values", help="also write Helm values for helm/qhub here")
     p.add_argument("--report", help="write the report here (default: print it)")
     p.add_argument("--keycloak-profile", action="append", type=_keycloak_profile, default=[],

@@ -380,7 +380,8 @@ def import_nebari(data: Mapping[str, Any], report: Report,
     report.note(f"Nebari ran every user's server as uid {NEBARI_UID} (gid 100): every file on the shared "
                 f"volume belongs to uid {NEBARI_UID}. In qhub-hub each user has a uid of their own "
                 "(security.dynamic_ids) and each group a gid, so before users log in re-own their files: "
-                "`qhub-hub migrate-ownership qhub-config.yaml --root VOLUME --from-uid 1000 --dry-run`, "
+                "`qhub-hub migrate-ownership CONFIG --root VOLUME --from-uid 1000 --dry-run` (CONFIG: the "
+                "imported config), "
                 "check the list, then run it without --dry-run (README: Coming from QHub or Nebari).")
     report.note(helm_values.STORAGE_NOTE)
     report.flag_unrecorded(data, "unknown to Nebari and to qhub-hub; not carried over")

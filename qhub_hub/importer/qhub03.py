@@ -307,7 +307,8 @@ def import_qhub03(data: Mapping[str, Any], report: Report) -> tuple[dict[str, An
             moves.append(f"mv VOLUME/home/{old} VOLUME/home/{new}")
     report.note("On the storage volume QHub 0.3 kept group folders under home/shared/ and escaped some "
                 "home folder names; qhub-hub uses shared/<group> and home/<unix name>. Before the first "
-                "start run `qhub-hub migrate-layout qhub-config.yaml --root VOLUME --dry-run`, then "
+                "start run `qhub-hub migrate-layout CONFIG --root VOLUME --dry-run` (CONFIG: the imported "
+                "config), then "
                 "without --dry-run (VOLUME: the volume's root). It does: " + "; ".join(moves))
     for name in groups:
         if not re.fullmatch(GROUP_NAME, name):

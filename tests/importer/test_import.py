@@ -451,3 +451,11 @@ def test_a_nebari_file_without_profiles_gets_nebaris_defaults(capsys, tmp_path):
     assert "Nebari served its defaults" in report and "set it to 900" in report
     plan = explain(capsys, tmp_path / "qhub-config.yaml", "zoe", ("analyst",))
     assert gets(plan)["profiles"] == ["small-instance", "medium-instance"]
+
+
+def test_the_input_is_never_overwritten(tmp_path):
+    source = tmp_path / "qhub-config.yaml"
+    source.write_bytes((DATA / "qhub03-auth0.yaml").read_bytes())
+    result = qhub_hub("import", str(source), "-o", str(source), check=False)
+    assert result.returncode == 1 and "is the file being imported" in result.stderr
+    assert source.read_bytes() == (DATA / "qhub03-auth0.yaml").read_bytes()

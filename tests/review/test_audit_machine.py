@@ -34,12 +34,14 @@ def machine():
     remove_rv_accounts()
     root = public_dir("audit")
     config = load_config(write_config(root))
-    first = audit_machine(config)
-    found = {f.kind for f in first.findings}
-    assert found == {"group_missing", "account_missing", "folder_missing"}, first.findings
-    assert all(f.fixable for f in first.findings)
-    fixed = audit_machine(config, fix=True)
-    assert not fixed.remaining, fixed.remaining
+    with pytest.MonkeyPatch.context() as env:  # no default platform state dir (see conftest.py)
+        env.setenv("QHUB_STATE_DIR", "/nonexistent/qhub-review-tests")
+        first = audit_machine(config)
+        found = {f.kind for f in first.findings}
+        assert found == {"group_missing", "account_missing", "folder_missing"}, first.findings
+        assert all(f.fixable for f in first.findings)
+        fixed = audit_machine(config, fix=True)
+        assert not fixed.remaining, fixed.remaining
     yield root, config
     cleanup(root)
 

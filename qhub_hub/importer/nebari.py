@@ -136,7 +136,7 @@ def _access(report: Report, path: tuple, profile: Mapping[str, Any], groups: _Gr
             options: NebariOptions) -> dict[str, Any] | None:
     access = str(profile.get("access", "all"))
     name = str(profile.get("display_name", ""))
-    if "access" in profile:
+    if "access" in profile and access in ("all", "yaml"):
         report.mapped((*path, "access"), f"access: {access}")
     if access == "all":
         for key in ("users", "groups"):

@@ -37,6 +37,7 @@ def kubespawner_override(report: Report, path: tuple, override: Any) -> dict[str
     if not isinstance(override, Mapping):
         report.needs_decision(path, "not a mapping; not carried over")
         return {}
+    report.mapped(path, "kubespawner_override, key by key below")
     out: dict[str, Any] = {}
     for key, value in override.items():
         key_path = (*path, key)

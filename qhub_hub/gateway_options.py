@@ -37,6 +37,7 @@ from dask_gateway_server.options import Field, Integer, Options, Select, String
 from dask_gateway_server.options import Mapping as MappingField
 
 from .config import DaskWorkerProfile, QHubConfig
+from .config_errors import ConfigError
 from .gateway.choice import ClusterChoice, KubernetesSettings
 from .gateway.environments import (
     EnvironmentLister,
@@ -160,7 +161,12 @@ class QHubClusterOptions:
     # -- the form --
 
     async def __call__(self, user: Any) -> Options:
-        config = self.config
+        try:
+            config = self.config
+        except ConfigError:  # no good config at all (nor a last good copy): a 422 saying so, not a 500
+            return Options(handler=_refuse(OptionRefused(
+                "The platform's qhub config is invalid, so no Dask cluster can be started now; ask an "
+                "admin to fix it (`qhub-hub validate`).")))
         try:
             hub_plan = await self.hub_plan(config, user)
         except OptionRefused as refusal:

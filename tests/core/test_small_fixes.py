@@ -184,3 +184,21 @@ def test_setup_does_not_reinstall_between_up_and_test() -> None:
     finally:
         if not stamp.read_text().endswith("[test]\n"):
             stamp.write_text(saved)
+
+
+def test_gateway_options_without_any_good_config_refuse_with_a_message(tmp_path: Path) -> None:
+    """No valid file and no copy (a gateway started on a broken config): 422, never a 500."""
+    import asyncio
+
+    from dask_gateway_server.models import User
+
+    from qhub_hub.gateway_options import OptionRefused, QHubClusterOptions
+    from qhub_hub.hub_identity import forget_configs
+
+    forget_configs()
+    factory = QHubClusterOptions(rendering="local", config_path=write(tmp_path / "qhub.yaml", BAD),
+                                 plan_source=object())  # type: ignore[arg-type]  # never asked
+    form = asyncio.run(factory(User("u")))
+    with pytest.raises(OptionRefused, match=r"config is invalid, so no Dask cluster can be started"):
+        form.get_configuration(form.parse_options({}), User("u"))
+    forget_configs()

@@ -334,6 +334,17 @@ def cluster_logs(platform: Platform) -> str:
     return "\n".join(f"--- {p}:\n{p.read_text(errors='replace')[-3000:]}" for p in logs if p.exists())
 
 
+def get(session: requests.Session | None, url: str, **kwargs) -> requests.Response:
+    """GET; a 5xx of the dashboard itself (distributed's /json/identity.json answers 500 while a
+    worker's state changes) is retried, an access decision (401/403) never is."""
+    for _ in range(5):
+        r = (session or requests).get(url, timeout=60, **kwargs)
+        if r.status_code < 500:
+            return r
+        time.sleep(1)
+    return r
+
+
 def browser_login(platform: Platform, user: str) -> requests.Session:
     session = requests.Session()
     session.get(f"{platform.url}/hub/login", timeout=30)
@@ -350,7 +361,7 @@ def test_only_carol_reaches_her_dashboard(platform: Platform, carol: dict) -> No
     through_hub, direct = f"{platform.url}{page}", f"{gateway['service_url']}{page}"
     html = {"Accept": "text/html"}
     for url in (through_hub, direct):  # the hub's proxy, and the gateway's own proxy port
-        r = requests.get(url, headers={"Authorization": f"token {carol['token']}"}, timeout=30)
+        r = get(None, url, headers={"Authorization": f"token {carol['token']}"})
         assert (r.status_code, r.json()["type"]) == (200, "Scheduler"), url
         r = requests.get(url, headers={"Authorization": f"token {bob_token}"}, timeout=30)
         assert r.status_code == 403, url
@@ -363,7 +374,7 @@ def test_only_carol_reaches_her_dashboard(platform: Platform, carol: dict) -> No
     assert requests.get(other, headers={"Authorization": f"token {bob_token}"}, timeout=30).status_code == 404
 
     # browsers logged in to the hub: the hub's OAuth, then a dashboard session cookie
-    r = browser_login(platform, "iscarol").get(through_hub, headers=html, timeout=60)
+    r = get(browser_login(platform, "iscarol"), through_hub, headers=html)
     assert (r.status_code, r.url) == (200, through_hub), (r.history, r.url, r.text[:2000], cluster_logs(platform))
     assert r.json()["type"] == "Scheduler"
     r = browser_login(platform, "isbob").get(through_hub, headers=html, timeout=60)

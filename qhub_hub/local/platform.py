@@ -116,7 +116,8 @@ class Platform:
             state_dir=s.ssh_dir, port=s.ssh_port or self.config.ssh.port, listen=s.ip or "0.0.0.0",
             session_dir=s.session_dir, hub_api_url=s.hub_api_url, api_token_file=s.root / "ssh-api-token",
             config_file=Path(s.config_path), log_dir=s.log_dir, run_dir=s.run_dir,
-            instance=s.instance, cgroup_name="" if s.demo else s.cgroup_name)
+            instance=s.instance, cgroup_name="" if s.demo else s.cgroup_name,
+            last_good_config=s.last_good_config)
 
     def sshd(self) -> procs.Component:
         s, settings = self.settings, self.ssh_settings()

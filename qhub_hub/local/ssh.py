@@ -50,6 +50,7 @@ class SshSettings:
     run_dir: Path
     instance: str  # short id of the platform: names its PAM service and sshd link
     cgroup_name: str = ""  # the platform's cgroup: every session joins <unix name>@ssh below it
+    last_good_config: Path | None = None  # used while config_file is invalid (qhub_hub.last_good)
 
     @property
     def service(self) -> str:
@@ -153,7 +154,8 @@ exec "${{SHELL:-/bin/sh}}" -l
 
 def check_settings(s: SshSettings) -> dict[str, str]:
     return {"hub_api_url": s.hub_api_url, "api_token_file": str(s.api_token_file),
-            "config_file": str(s.config_file), "cgroup_name": s.cgroup_name}
+            "config_file": str(s.config_file), "cgroup_name": s.cgroup_name,
+            "last_good_config": str(s.last_good_config or "")}
 
 
 def prepare(s: SshSettings) -> None:

@@ -20,7 +20,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..config import QHubConfig, load_config
+from ..config import QHubConfig
+from ..last_good import load_with_fallback
 from .limits import CgroupLimiter, Limits
 
 
@@ -48,7 +49,8 @@ def open_session(settings: dict[str, str], account: str, sshd_pid: int) -> tuple
     if not limiter.available:
         return 0, f"no cgroups on this machine ({limiter.problem}); session without limits"
     try:
-        limits = default_profile_limits(load_config(settings["config_file"]))
+        config = load_with_fallback(settings["config_file"], settings.get("last_good_config") or None).config
+        limits = default_profile_limits(config)
     except Exception as e:  # an invalid config must not leave the session unbounded: no limits, but joined
         print(f"qhub-hub: the config cannot be read ({e}); session cgroup without limits", file=sys.stderr)
         limits = Limits()

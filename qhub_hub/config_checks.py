@@ -23,6 +23,8 @@ def check_references(config: QHubConfig, base_dir: Path | None) -> list[Problem]
     problems += _check_users_and_groups(config)
     problems += _check_profiles(config)
     problems += _check_environments(config, base_dir)
+    problems += [_unknown_group(["limits", "groups", name], name)
+                 for name in config.limits.groups if name not in config.security.groups]
     return problems
 
 

@@ -297,6 +297,9 @@ class JupyterLabProfile(Strict):
     users: list[str] | None = Field(None, description="Users allowed (with groups: either grants).")
     groups: list[str] | None = Field(None, description="Groups allowed; users and groups unset: all.")
     kubespawner_override: KubespawnerOverride = Field(default_factory=KubespawnerOverride)
+    cost_per_hour: float | None = Field(
+        None, ge=0, description="What one hour of a server of this profile costs, in usage.currency "
+        "(usage reports, budgets, the cost-rate metric); unset: 0.")
 
     @field_validator("slug")
     @classmethod
@@ -323,6 +326,9 @@ class DaskWorkerProfile(Strict):
     max_workers: int = Field(20, ge=1, description="Most workers one cluster may scale to.")
     users: list[str] | None = Field(None, description="Users allowed (with groups: either grants).")
     groups: list[str] | None = Field(None, description="Groups allowed; users and groups unset: all.")
+    cost_per_hour: float | None = Field(
+        None, ge=0, description="What one worker of this profile costs per hour, in usage.currency; "
+        "unset: 0.")
 
     @field_validator("worker_memory", "worker_memory_limit")
     @classmethod
@@ -457,6 +463,47 @@ class Cull(Strict):
     every: int = Field(300, ge=10, description="Seconds between culler passes.")
 
 
+# --- usage: costs and limits (enforced by qhub_hub.usage) ------------------------------------------
+
+
+class UsageSettings(Strict):
+    currency: str = Field("USD", min_length=1, max_length=12,
+                          description="Currency of every cost_per_hour and cost budget (a label).")
+
+
+class MonthlyBudget(Strict):
+    """Most that may be used in a calendar month (UTC); a new server or worker is refused once used."""
+
+    gpu_hours: float | None = Field(None, ge=0, description="GPU-hours of servers (GPUs x hours).")
+    core_hours: float | None = Field(
+        None, ge=0, description="Core-hours of servers (cpu_guarantee, else cpu_limit) and Dask "
+        "workers (worker_cores).")
+    cost: float | None = Field(None, ge=0, description="Cost in usage.currency (cost_per_hour x hours).")
+
+
+class Grant(Strict):
+    """Caps for whom a `limits` entry covers; unset fields: no cap."""
+
+    servers: int | None = Field(None, ge=0, description="Most servers running at once.")
+    gpus: int | None = Field(None, ge=0, description="Most GPUs requested by running servers at once.")
+    dask_worker_cores: float | None = Field(
+        None, ge=0, description="Most Dask worker cores (worker_cores x workers) at once.")
+    monthly: MonthlyBudget = Field(default_factory=MonthlyBudget)
+
+
+class UsageLimits(Strict):
+    """Who may use how much. A group's grant is shared by its members (what they run together);
+    a user in several limited groups is charged to the most generous one that has room. A user's
+    own entry caps them in addition. `default` caps each user none of whose groups has an entry."""
+
+    groups: dict[str, Grant] = Field(default_factory=dict,
+                                     description="Group -> the grant its members share.")
+    users: dict[str, Grant] = Field(default_factory=dict,
+                                    description="User -> caps on that user's own usage.")
+    default: Grant | None = Field(None, description="Per-user caps for users in no limited group; "
+                                  "unset: no caps.")
+
+
 # --- the whole file ---------------------------------------------------------------------------
 
 
@@ -473,6 +520,8 @@ class QHubConfig(Strict):
     ssh: SSH = Field(default_factory=SSH)
     videochat: VideoChat = Field(default_factory=VideoChat)
     cull: Cull = Field(default_factory=Cull)
+    usage: UsageSettings = Field(default_factory=UsageSettings)
+    limits: UsageLimits = Field(default_factory=UsageLimits)
 
     _index: Any = PrivateAttr(None)  # qhub_hub.policy.index_of caches its lookups here
     _declared_environments: dict[str, EnvironmentSpec] = PrivateAttr(default_factory=dict)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from qhub_hub import config as config_module
+from qhub_hub import config_model
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "helm" / "qhub" / "values.schema.json"
 CHART_DEFS_PREFIX = "Chart"
@@ -37,7 +38,7 @@ def _auth_type_patterns() -> dict[str, str]:
     `github`, `keycloak` means generic OIDC): a JSON schema `const` would refuse those files.
     """
     aliases: dict[str, list[str]] = {}
-    for alias, canonical in config_module._AUTH_TYPES.items():
+    for alias, canonical in config_model._AUTH_TYPES.items():
         aliases.setdefault(canonical, []).append(alias)
     return {canonical: r"^\s*(" + "|".join(_any_case(a) for a in sorted(names)) + r")\s*$"
             for canonical, names in aliases.items()}

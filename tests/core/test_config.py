@@ -102,7 +102,7 @@ CASES = [
      "profiles.jupyterlab[0].kubespawner_override.mem_limit: 'lots' is not a memory size"),
     ("profiles/jupyterlab/0/profile", "x",
      "profiles.jupyterlab[0].profile: unknown key 'profile': remove it or fix its spelling (allowed: "
-     "display_name, slug, description, default, users, groups, kubespawner_override)"),
+     "display_name, slug, description, default, users, groups, kubespawner_override, cost_per_hour)"),
     ("security/users/alice/uuid", 1,
      "security.users.alice.uuid: unknown key 'uuid': remove it or fix its spelling; did you mean 'uid'?"),
     ("security/groups/Data Science", {"gid": 2100},

@@ -145,10 +145,13 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
         # stop promptly on the hub's SIGINT: without a terminal, Jupyter Server would otherwise ask
         # "Shut down this Jupyter server (y/[n])?" and carry on
         # and the user's conda-store environments (QHUB_ENVIRONMENT_NAMESPACES) are its kernels.
-        # Kernels talk ZeroMQ over unix sockets in the user's 0700 runtime folder, not over
-        # loopback TCP ports that every local user could connect to.
-        return [*super().get_args(), "--ServerApp.answer_yes=True", *jupyter_server_args(),
-                "--KernelManager.transport=ipc"]
+        args = [*super().get_args(), "--ServerApp.answer_yes=True", *jupyter_server_args()]
+        if self._prepared is not None and self._prepared.runtime_dir:
+            # kernels talk ZeroMQ over unix sockets in the user's 0700 runtime folder, not over
+            # loopback TCP ports that every local user could connect to (not in the demo mode:
+            # one Unix user, and home paths may be too long for unix socket addresses)
+            args.append("--KernelManager.transport=ipc")
+        return args
 
     _prepared: Prepared | None = None
     cgroups: tuple[str, ...] = ()

@@ -513,3 +513,29 @@ def test_down_ends_every_process_of_the_users(platform: Platform, carol: dict) -
         time.sleep(0.2)
     assert not left, [Path(f"/proc/{p}/cmdline").read_bytes() for p in left if Path(f"/proc/{p}").exists()]
     assert CgroupLimiter.children(group) == {}
+
+
+def test_runtime_folder_is_private_and_never_follows_a_link(tmp_path: Path) -> None:
+    from qhub_hub.local.runtime_dir import ensure_runtime_dir
+
+    root = tmp_path / "run"
+    uid, gid = UIDS["isbob"], GROUPS["isusers"]
+    path = Path(ensure_runtime_dir(root, uid, gid))
+    info = os.lstat(path)
+    assert (path, info.st_uid, info.st_gid, oct(info.st_mode & 0o777)) == (root / str(uid), uid, gid, "0o700")
+    assert oct(root.stat().st_mode & 0o777) == "0o755"
+    # a link planted in its place (or a folder left by an earlier owner of the uid) is replaced
+    path.rmdir()
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    path.symlink_to(target)
+    assert not Path(ensure_runtime_dir(root, uid, gid)).is_symlink()
+    assert os.stat(target).st_uid == 0
+    os.chown(path, UIDS["iscarol"], gid)
+    (path / "kernel-old.json").write_text("{}")
+    ensure_runtime_dir(root, uid, gid)
+    assert os.stat(path).st_uid == uid and not (path / "kernel-old.json").exists()
+    # a root folder others could write to is refused
+    root.chmod(0o777)
+    with pytest.raises(OSError, match="writable only by root"):
+        ensure_runtime_dir(root, uid, gid)

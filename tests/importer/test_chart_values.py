@@ -53,7 +53,8 @@ def crd_documents(chart_dir: Path) -> list[dict]:
 def rendered(full_chart: Path, name: str) -> list[dict]:
     from qhub_hub.importer.nebari import NebariOptions
 
-    result = import_file(DATA / name, NebariOptions(keycloak_profiles=KEYCLOAK_PROFILES))
+    profiles = KEYCLOAK_PROFILES if name == "nebari-keycloak.yaml" else {}
+    result = import_file(DATA / name, NebariOptions(keycloak_profiles=profiles))
     values = yaml.safe_load(result.values_text())
     decided = {"storage": {"nfsServer": {"clusterIP": "10.96.200.200"}}, "secrets": chart.PINNED_SECRETS}
     objs = chart.objects(chart.render(chart.merge(values, decided), chart_dir=full_chart))

@@ -177,6 +177,7 @@ c.JupyterHub.services = c.JupyterHub.services + {services!r}
 c.JupyterHub.load_roles = c.JupyterHub.load_roles + {list(c.JupyterHub.load_roles)!r} + [
     {{"name": "test-services", "scopes": ["list:services", "read:services"], "services": ["test-admin"]}}]
 c.Spawner.server_token_scopes = {list(c.Spawner.server_token_scopes)!r}
+c.JupyterHub.custom_scopes = {dict(c.JupyterHub.custom_scopes)!r}
 """
     hub = HubProcess(tmp_path / "hub", extra_config=extra,
                      env={"QHUB_CONFIG": str(tmp_path / "qhub-config.yaml"),
@@ -196,6 +197,13 @@ c.Spawner.server_token_scopes = {list(c.Spawner.server_token_scopes)!r}
         assert me["name"] == "bob" and not me["admin"]
         wanted = {"access:services!service=dask-gateway", "access:services!service=conda-store"}
         assert wanted <= set(me["scopes"]), me["scopes"]
+        # the plan endpoint: bob reads his own plan; the gateway and conda-store read anyone's
+        status, plan = hub.api("GET", "/qhub/plans/bob", token=token["token"])
+        assert status == 200 and plan["plan"]["uid"] == 3002, plan
+        assert hub.api("GET", "/qhub/plans/alice", token=token["token"])[0] == 403
+        readers = {r["name"]: r for r in c.JupyterHub.load_roles}["qhub-plan-readers"]
+        assert readers == {"name": "qhub-plan-readers", "services": ["conda-store", "dask-gateway"],
+                           "scopes": ["custom:qhub:plans:read"]}
         assert "Redirect uri" not in hub.log()
     for server in stand_ins:
         server.shutdown()

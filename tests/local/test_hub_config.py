@@ -54,12 +54,14 @@ def test_hub_config(tmp_path):
     assert c.JupyterHub.load_roles == [
         {"name": "qhub-platform", "services": ["qhub-platform"],
          "scopes": ["admin:users", "admin:servers", "tokens", "list:users", "read:users"]},
-        {"name": "qhub-ssh", "services": ["qhub-ssh"],
-         "scopes": ["list:users", "read:users:name", "read:users:groups"]},
         {"name": "idle-culler", "services": ["idle-culler"],
          "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]},
-        {"name": "user", "scopes": ["self"]},
+        # the SSH check only reads plans; users read their own
+        {"name": "qhub-plan-readers", "services": ["qhub-ssh"], "scopes": ["custom:qhub:plans:read"]},
+        {"name": "user", "scopes": ["self", "custom:qhub:plans:read!user"]},
     ]
+    assert c.JupyterHub.custom_scopes == {"custom:qhub:plans:read": {
+        "description": "Read the qhub plan (ids, groups, folders, profiles) of users."}}
 
 
 def test_without_ssh_and_culler_there_are_no_such_services(tmp_path):

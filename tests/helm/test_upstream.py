@@ -10,7 +10,6 @@ render runs only with QHUB_UPSTREAM_CHARTS set to a folder with jupyterhub/ and 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import yaml
 
 from . import chart
 from .upstream import FREE, SUBCHART_KEYS, UPSTREAM_OBJECTS, UPSTREAM_POD_LABELS
+from .upstream_charts import unpacked_subcharts
 
 TYPES = {"boolean": bool, "string": str, "integer": int}
 
@@ -81,10 +81,11 @@ def test_chart_dependencies_are_the_versions_the_facts_describe():
 
 # --- the whole chart, with the real sub-charts ------------------------------------------------------------
 
-UPSTREAM = os.environ.get("QHUB_UPSTREAM_CHARTS")
+UPSTREAM = unpacked_subcharts()
 needs_upstream = pytest.mark.skipif(
-    not UPSTREAM, reason="QHUB_UPSTREAM_CHARTS not set: the sub-charts are not downloadable in CI "
-                         "(python -m tests.helm.upstream_charts makes a copy from their git repositories)")
+    UPSTREAM is None, reason="no sub-charts: neither $QHUB_UPSTREAM_CHARTS nor ../shared/upstream-charts "
+                             "(they are not downloadable in CI; python -m tests.helm.upstream_charts makes a "
+                             "copy from their git repositories)")
 
 # zero-to-jupyterhub's own generated secrets, pinned so that renders compare
 PINNED_Z2JH = {"jupyterhub": {"hub": {"config": {

@@ -71,5 +71,42 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+PACKAGED_DIRS = (Path(__file__).resolve().parents[3] / "shared" / "upstream-charts",)
+PACKAGED_NAMES = {"jupyterhub": f"jupyterhub-{JUPYTERHUB_VERSION}.tgz",
+                  "dask-gateway": f"dask-gateway-{DASK_GATEWAY_VERSION}.tgz"}
+
+
+def unpacked_subcharts() -> Path | None:
+    """A folder with jupyterhub/ and dask-gateway/: $QHUB_UPSTREAM_CHARTS, or the packaged charts
+    kept beside the repository (../shared/upstream-charts) unpacked once into /tmp; None without
+    either (the tests that need them then skip and say so)."""
+    import os
+    import tempfile
+
+    if os.environ.get("QHUB_UPSTREAM_CHARTS"):
+        return Path(os.environ["QHUB_UPSTREAM_CHARTS"])
+    packaged = next((d for d in PACKAGED_DIRS if all((d / n).is_file() for n in PACKAGED_NAMES.values())), None)
+    if packaged is None:
+        return None
+    out = Path(tempfile.gettempdir()) / f"qhub-subcharts-{JUPYTERHUB_VERSION}-{DASK_GATEWAY_VERSION}"
+    if not all((out / name / "Chart.yaml").is_file() for name in PACKAGED_NAMES):
+        staging = Path(tempfile.mkdtemp(prefix="qhub-subcharts-"))
+        for name, archive in PACKAGED_NAMES.items():
+            with tarfile.open(packaged / archive) as tar:
+                for member in tar.getmembers():  # a chart archive: files and folders, nothing odd
+                    if (member.name.startswith("/") or ".." in Path(member.name).parts
+                            or not (member.isfile() or member.isdir())):
+                        raise ValueError(f"unexpected member {member.name} in {packaged / archive}")
+                tar.extractall(staging)
+            if not (staging / name / "Chart.yaml").is_file():
+                raise ValueError(f"{packaged / archive} does not hold the chart folder {name}/")
+        out.mkdir(exist_ok=True)
+        for name in PACKAGED_NAMES:
+            subprocess.run(["rm", "-rf", str(out / name)], check=True)
+            (staging / name).rename(out / name)
+        subprocess.run(["rm", "-rf", str(staging)], check=True)
+    return out
+
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv))

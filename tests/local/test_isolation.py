@@ -505,7 +505,18 @@ def test_ssh_sessions_sit_in_the_users_cgroup_and_setsid_does_not_escape(platfor
 def test_down_ends_every_process_of_the_users(platform: Platform, carol: dict) -> None:
     group = cgroup_name(platform)
     assert pids_of(UIDS["isbob"], "sleep 4321"), "run with the SSH test: its setsid process is gone"
-    assert pids_of(UIDS["iscarol"])
+    server = pids_of(UIDS["iscarol"], "jupyterhub-singleuser")
+    assert server and pids_of(UIDS["iscarol"], "dask worker")
+    # --keep-servers: SSH leftovers and Dask processes end, servers (and their kernels) stay
+    kept = platform.cli("down", "--keep-servers")
+    assert "ended the processes of isbob@ssh" in kept.stdout, kept.stdout
+    wait_gone = time.monotonic() + 20
+    while (pids_of(UIDS["isbob"]) or pids_of(UIDS["iscarol"], "dask ")) and time.monotonic() < wait_gone:
+        time.sleep(0.2)
+    assert not pids_of(UIDS["isbob"]) and not pids_of(UIDS["iscarol"], "dask ")
+    assert all(pid in pids_of(UIDS["iscarol"], "jupyterhub-singleuser") for pid in server)
+    # what is left of carol is her server and its kernels, in the server's cgroup
+    assert {cgroup_of(pid)[0].rsplit("/", 1)[-1] for pid in pids_of(UIDS["iscarol"])} == {"iscarol"}
     down = platform.down()
     assert down.returncode == 0, down.stdout + down.stderr
     deadline = time.monotonic() + 20

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
-from .config_model import DaskWorkerProfile, GitHubAuth, IdentityProviderGroup, JupyterLabProfile, QHubConfig
+from .config_model import GitHubAuth, IdentityProviderGroup, JupyterLabProfile, QHubConfig
 from .naming import unix_name
 
 
@@ -106,8 +106,8 @@ class ConfigIndex:
         }
         self.profiles_by_slug = {p.profile_slug: p for p in config.profiles.jupyterlab}
         self._config = config
-        self.jupyterlab = [_Gate.of(p) for p in config.profiles.jupyterlab]
-        self.dask_worker = [_Gate.of(w, name) for name, w in config.profiles.dask_worker.items()]
+        self.jupyterlab = _Gates([(p.profile_slug, p) for p in config.profiles.jupyterlab])
+        self.dask_worker = _Gates(list(config.profiles.dask_worker.items()))
 
 
     @cached_property
@@ -123,27 +123,30 @@ def index_of(config: QHubConfig) -> ConfigIndex:
     return config._index
 
 
-@dataclass(frozen=True)
-class _Gate:
-    item: Any
-    name: str
-    users: frozenset[str] | None
-    groups: frozenset[str] | None
+class _Gates:
+    """Which of a list of profiles admit whom, indexed so that a plan does not test every profile:
+    open ones, then the ones naming the user or one of their groups, in config order."""
 
-    @classmethod
-    def of(cls, item: JupyterLabProfile | DaskWorkerProfile, name: str = "") -> _Gate:
-        users = None if item.users is None else frozenset(item.users)
-        groups = None if item.groups is None else frozenset(item.groups)
-        if users is not None and groups is None:
-            groups = frozenset()
-        if groups is not None and users is None:
-            users = frozenset()
-        return cls(item, name, users, groups)
+    def __init__(self, items: list[tuple[str, Any]]):
+        self.items = items  # (name, profile), config order
+        self.open: list[int] = []
+        self.by_user: dict[str, list[int]] = {}
+        self.by_group: dict[str, list[int]] = {}
+        for i, (_, item) in enumerate(items):
+            if item.users is None and item.groups is None:
+                self.open.append(i)
+                continue
+            for user in item.users or ():
+                self.by_user.setdefault(user, []).append(i)
+            for group in item.groups or ():
+                self.by_group.setdefault(group, []).append(i)
 
-    def admits(self, username: str, groups: frozenset[str]) -> bool:
-        if self.users is None:
-            return True
-        return username in self.users or not self.groups.isdisjoint(groups)
+    def admitted(self, username: str, groups: frozenset[str]) -> list[tuple[str, Any]]:
+        chosen = set(self.open)
+        chosen.update(self.by_user.get(username, ()))
+        for group in groups:
+            chosen.update(self.by_group.get(group, ()))
+        return [self.items[i] for i in sorted(chosen)]
 
 
 def plan_for(
@@ -220,8 +223,8 @@ def plan_for(
         readonly_gids=tuple(sorted(index.gids[n] for n in ro)),
         home=home,
         mounts=tuple(mounts),
-        jupyterlab_profiles=tuple(g.item for g in index.jupyterlab if g.admits(username, member_of)),
-        dask_worker_profiles=tuple(g.name for g in index.dask_worker if g.admits(username, member_of)),
+        jupyterlab_profiles=tuple(p for _, p in index.jupyterlab.admitted(username, member_of)),
+        dask_worker_profiles=tuple(name for name, _ in index.dask_worker.admitted(username, member_of)),
         environment_namespaces=_environment_namespaces(config, index, safe, member_of),
         admin=not index.admin_groups.isdisjoint(rw_names),
         may_log_in=(user is not None or idp_mapped or sec.allow_unlisted_users

@@ -126,8 +126,10 @@ def configure_services(c: Any, s: PlatformSettings, config: QHubConfig, secrets:
         plan_readers.append(gateway.service_name)
     store = conda_store.load(s)
     if store is not None:  # people log in to its UI with their hub account
-        services.append(store.hub_service())
+        service = store.hub_service()
+        services.append(service)
         user_scopes += store.user_scopes()
+        plan_readers.append(service["name"])  # its login asks the hub for the user's plan
     if plan_readers:
         roles.append(hub_settings.plan_readers_role(plan_readers))
     roles.append({"name": "user", "scopes": hub_settings.user_role_scopes(user_scopes)})

@@ -39,7 +39,7 @@ def test_configure_from_the_environment(cs_config):
         "qhub_config_file": "/etc/qhub/config.yaml", "jupyterhub_url": "https://hub.example",
         "authorize_url": "https://hub.example/hub/api/oauth2/authorize",
         "access_token_url": "http://hub:8081/hub/api/oauth2/token",
-        "user_data_url": "http://hub:8081/hub/api/user",
+        "user_data_url": "http://hub:8081/hub/api/user", "hub_api_url": "http://hub:8081/hub/api",
         "client_id": "service-conda-store", "client_secret": "oauth"}
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from qhub_hub.gateway.environments import WorkerEnvironment
 from qhub_hub.gateway_options import KubernetesSettings, OptionRefused, QHubClusterOptions
 from qhub_hub.hub_plans import HubPlanSource, PlanUnavailable
 from qhub_hub.local import accounts
+from qhub_hub.local.conda_store import SHIM
 from qhub_hub.local.ssh_check import check_account
 from qhub_hub.plan_api import PLAN_SCOPE
 from qhub_hub.server_env import group_video_rooms
@@ -301,6 +303,38 @@ def test_conda_store_roles_and_video_rooms(platform, row: Row) -> None:
     for group in row.groups:
         assert bindings[f"{group}/*"] == (["viewer"] if GROUPS[group] in row.readonly else ["developer"])
     assert set(group_video_rooms(config, plan, b"k" * 32)) == set(row.groups)
+
+
+CONDA_STORE_PYTHON = Path(sys.prefix) / "conda-store" / "bin" / "python"  # conda-store's own environment
+CONDA_STANDIN = SHIM  # conda-store imports `conda`, which no registry here provides (as the embedded mode)
+CONDA_STORE_LOGIN = """
+import asyncio, json, logging, sys
+logging.basicConfig(level=logging.WARNING)
+from qhub_hub.conda_store.conda_store_auth import QHubJupyterHubAuthentication
+from qhub_hub.conda_store.roles import user_role_bindings
+from qhub_hub.config import load_config
+auth = QHubJupyterHubAuthentication(hub_api_url=sys.argv[1], client_secret=sys.argv[2])
+out = {}
+for name in sys.argv[4:]:
+    plan = asyncio.run(auth.hub_plan(name))
+    out[name] = None if plan is None else sorted(user_role_bindings(load_config(sys.argv[3]), plan))
+print(json.dumps(out))
+"""
+
+
+def test_conda_store_login_asks_the_hub(platform) -> None:
+    """conda-store's JupyterHub login, in conda-store's own environment, gets the hub's plan."""
+    hub, _, config_path, token, _ = platform
+    names = [r.user for r in TABLE]
+    result = subprocess.run([str(CONDA_STORE_PYTHON), "-c", CONDA_STORE_LOGIN, f"{hub.url}/hub/api", token,
+                             str(config_path), *names], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(CONDA_STANDIN)})
+    assert result.returncode == 0, result.stderr
+    namespaces = json.loads(result.stdout)
+    for row in TABLE:
+        expected = sorted(f"{n}/*" for n in row.namespaces) if row.may_log_in else None
+        assert namespaces[row.user] == expected, row.user
+    assert "conda-store login refused for 'mallory': the hub has no user 'mallory'" in result.stderr
 
 
 def test_zz_a_user_removed_from_the_config_while_logged_in(platform, tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ from .passwords import password_problem
 from .plan_api import plan_handlers
 from .policy import plan_for
 from .uid_registry import REGISTRY
+from .usage.pages import usage_handlers
 
 _request_db: contextvars.ContextVar[Any] = contextvars.ContextVar("qhub_request_db", default=None)
 
@@ -105,7 +106,7 @@ class QHubAuthenticatorMixin(LoggingConfigurable):
     def get_handlers(self, app: Any) -> list[tuple[str, type, dict[str, Any]]]:
         """The provider's login handlers, and the hub's plan endpoint (`qhub_hub.plan_api`)."""
         return [*super().get_handlers(app), *plan_handlers(self.qhub_config_path),
-                *bounded_spawn_handlers()]
+                *bounded_spawn_handlers(), *usage_handlers(app, self.qhub_config_path)]
 
     def qhub_auth_setting(self, auth_type: type, key: str, fallback: Any = None) -> Any:
         """`security.authentication.config.<key>` if the config uses `auth_type`, else `fallback`

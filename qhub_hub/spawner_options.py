@@ -54,6 +54,7 @@ from .hub_identity import get_config, plan_for_hub_user
 from .policy import UserPlan
 from .profile_choice import ProfileRefused, choose_profile
 from .server_env import server_environment
+from .usage import hub as usage
 from .user_options import known_options, user_options_problem
 
 # Names a profile's `environment` may not set: the hub, the plan and the platform own them.
@@ -248,6 +249,7 @@ class PlanSpawnerMixin(LoggingConfigurable):
                 profile = choose_profile(config, plan, user_options or {})
             except ProfileRefused as e:
                 self.log.warning("Refusing to start %s's server: %s", plan.username, e.message)
+                self._qhub_keep_known_options(user_options, kept={})  # a refused choice is not kept
                 raise refused(e) from None
         elif (user_options or {}).get("profile"):
             raise SpawnRefused(400, "This platform defines no server profiles; start the server "
@@ -255,16 +257,23 @@ class PlanSpawnerMixin(LoggingConfigurable):
         self.qhub_profile = profile
         self.qhub_user_plan = plan
         await maybe_future(self.qhub_apply_profile(profile, plan))
+        try:  # limits (qhub_hub.usage): checked and the session recorded, or refused with figures
+            usage.admit_server(self, config, plan, profile)
+        except usage.Refusal as e:
+            self.log.warning("Refusing to start %s's server: %s", plan.username, e.message)
+            raise SpawnRefused(403, e.message) from None
         return profile
 
-    def _qhub_keep_known_options(self, user_options: Mapping[str, Any] | None) -> None:
-        """JupyterHub saved the request's options before asking us: keep only the known keys."""
+    def _qhub_keep_known_options(self, user_options: Mapping[str, Any] | None,
+                                 kept: dict[str, Any] | None = None) -> None:
+        """JupyterHub saved the request's options (the next start's defaults) before asking us:
+        keep only the known keys, or `kept`."""
         orm_spawner = getattr(self, "orm_spawner", None)
         if orm_spawner is None or orm_spawner.user_options != user_options:
             return
         from sqlalchemy.orm import object_session
 
-        orm_spawner.user_options = known_options(user_options)
+        orm_spawner.user_options = known_options(user_options) if kept is None else kept
         self.user_options = dict(orm_spawner.user_options)
         session = object_session(orm_spawner)
         if session is not None:
@@ -276,6 +285,10 @@ class PlanSpawnerMixin(LoggingConfigurable):
     async def start(self) -> Any:
         await self.qhub_apply_user_options(self.user_options)
         return await maybe_future(super().start())
+
+    def run_post_stop_hook(self) -> Any:
+        usage.server_stopped(self)  # after every stop: user, admin, culler, dead server, failed start
+        return super().run_post_stop_hook()
 
     # --- environment --------------------------------------------------------------------------
 

@@ -157,10 +157,24 @@ class Ledger:
                 cost_per_hour=resources.cost_per_hour, start=now, end=None, seen=now))
 
     def close(self, key: str, reason: str, *, end: float | None = None,
-              cpu_seconds: float | None = None, peak_memory: int | None = None) -> bool:
-        """End the open interval of `key`; False when none was open (already closed)."""
+              cpu_seconds: float | None = None, peak_memory: int | None = None,
+              stale_after: float | None = None) -> bool:
+        """End the open interval of `key`; False when none was open (already closed).
+
+        With `stale_after`: an interval not seen for longer than that (its process died while
+        nobody watched, e.g. with the hub down) ends at its last seen time, reason "recovered".
+        """
         now = self.clock() if end is None else end
         with self.engine.begin() as conn:
+            if stale_after is not None:
+                stale = conn.execute(sa.select(intervals.c.id, intervals.c.seen).where(
+                    intervals.c.key == key, intervals.c.end.is_(None),
+                    intervals.c.seen < now - stale_after)).all()
+                for row in stale:
+                    conn.execute(intervals.update().where(intervals.c.id == row.id).values(
+                        end=row.seen, end_reason="recovered"))
+                if stale:
+                    return True
             return self._close(conn, [key], now, reason, cpu_seconds=cpu_seconds,
                                peak_memory=peak_memory) > 0
 
@@ -233,6 +247,11 @@ class Ledger:
         with self.engine.connect() as conn:
             return [Interval.of(r) for r in conn.execute(query)]
 
+    def summary(self, since: float, until: float | None = None, *,
+                by: tuple[str, ...] = ("username",)) -> list[SummaryRow]:
+        """Usage inside [since, until) grouped by columns of `SUMMARY_COLUMNS`."""
+        return summarize(self, since, self.clock() if until is None else until, by)
+
     def totals(self, username: str, groups: Iterable[str], *, now: float | None = None
                ) -> tuple[Totals, dict[str, Totals]]:
         """What `username` uses, and what is charged to each of `groups`: running now, and used
@@ -262,6 +281,37 @@ class Ledger:
                     window, intervals.c.charged_group.in_(groups)).group_by(intervals.c.charged_group))
                 by_group = {r[0]: _totals(r[1:]) for r in rows}
         return _totals(mine), {g: by_group.get(g, Totals()) for g in groups}
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    key: tuple  # the values of the `by` columns
+    intervals: int  # sessions or worker lives overlapping the window
+    seconds: float  # their seconds inside the window
+    core_hours: float
+    gpu_hours: float
+    cost: float
+
+
+SUMMARY_COLUMNS = ("username", "charged_group", "profile", "kind", "cluster")
+
+
+def summarize(ledger: Ledger, since: float, until: float, by: tuple[str, ...]) -> list[SummaryRow]:
+    """Usage inside [since, until) grouped by `by` (columns of SUMMARY_COLUMNS), in one query."""
+    unknown = [c for c in by if c not in SUMMARY_COLUMNS]
+    if unknown:
+        raise ValueError(f"cannot group usage by {unknown}; use some of {SUMMARY_COLUMNS}")
+    seconds = _overlap(since, until)
+    keys = [intervals.c[c] for c in by]
+    query = sa.select(*keys, sa.func.count(), sa.func.sum(seconds), sa.func.sum(seconds * intervals.c.cores),
+                      sa.func.sum(seconds * intervals.c.gpus),
+                      sa.func.sum(seconds * intervals.c.cost_per_hour)).where(
+        intervals.c.start < until, sa.or_(intervals.c.end.is_(None), intervals.c.end > since)
+    ).group_by(*keys).order_by(*keys)
+    with ledger.engine.connect() as conn:
+        return [SummaryRow(tuple(r[:len(by)]), r[len(by)], *(float(v or 0) / d for v, d in
+                                                           zip(r[len(by) + 1:], (1, 3600, 3600, 3600), strict=True)))
+                for r in conn.execute(query)]
 
 
 def _totals(row: Iterable) -> Totals:

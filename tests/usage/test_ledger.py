@@ -129,3 +129,20 @@ def test_the_database_is_real_sqlite_in_wal_mode(url, tmp_path):
     conn = sqlite3.connect(tmp_path / "usage.sqlite")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("SELECT username, profile FROM qhub_usage_intervals").fetchall() == [("x", "small")]
+
+
+def test_a_stop_long_after_the_last_sighting_counts_until_then(url, clock):
+    ledger = Ledger(url, clock)
+    ledger.open(SERVER, server_key("carol"), "carol", ["ml"], SMALL)
+    clock.advance(120)
+    ledger.touch([server_key("carol")])
+    clock.advance(30)
+    assert ledger.close(server_key("carol"), "stop", stale_after=180)  # seen 30 s ago: now
+    ledger.open(SERVER, server_key("dave"), "dave", ["ml"], SMALL)
+    clock.advance(60)
+    ledger.touch([server_key("dave")])
+    clock.advance(3600)  # the hub was down; the server died meanwhile
+    assert ledger.close(server_key("dave"), "stop", stale_after=180)
+    rows = {r.username: r for r in ledger.intervals(since=T0)}
+    assert (rows["carol"].end - rows["carol"].start, rows["carol"].end_reason) == (150, "stop")
+    assert (rows["dave"].end - rows["dave"].start, rows["dave"].end_reason) == (60, "recovered")

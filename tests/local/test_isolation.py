@@ -197,7 +197,7 @@ def carol(platform: Platform) -> dict:
 # --- bob's scan ---------------------------------------------------------------------------------------
 
 SCANNER = r"""
-import json, socket, sys, time
+import json, socket, ssl, sys, time
 import zmq
 
 args = json.loads(sys.argv[1])
@@ -238,6 +238,22 @@ def http(connect, path):
     except OSError as e:
         return f"error: {e}"
 
+def tls(port):
+    # what a TLS client (with the given certificate, or none) reads: a Dask comm speaks first
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if args.get("cert"):
+        context.load_cert_chain(args["cert"], args["key"])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as raw:
+            with context.wrap_socket(raw) as s:
+                s.settimeout(3)
+                data = s.recv(4096)
+                return f"read {len(data)} bytes: {data[:200]!r}" if data else "error: closed"
+    except (OSError, ssl.SSLError) as e:
+        return f"error: {e}"
+
 def unix_connect(path):
     def connect():
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -251,7 +267,7 @@ sub.setsockopt(zmq.SUBSCRIBE, b"")
 sub.setsockopt(zmq.LINGER, 0)
 for port, owner in listening_tcp().items():
     sub.connect(f"tcp://127.0.0.1:{port}")
-    result["tcp"][port] = {"owner": owner, "http": {
+    result["tcp"][port] = {"owner": owner, "tls": tls(port), "http": {
         path: http(lambda: socket.create_connection(("127.0.0.1", port), timeout=3), path)
         for path in args["paths"]}}
 for path in listening_unix():
@@ -269,14 +285,15 @@ print(json.dumps(result))
 """
 
 
-def scan_as(uid: int | None, token: str, paths: list[str], seconds: float = 6) -> dict:
-    """Run SCANNER as `uid` (None: root) with the project's Python (which has pyzmq)."""
+def scan_as(uid: int | None, token: str, paths: list[str], seconds: float = 6, **tls: str) -> dict:
+    """Run SCANNER as `uid` (None: root) with the project's Python (which has pyzmq); `tls`:
+    cert= and key= files its TLS client presents."""
     kwargs: dict = {}
     if uid is not None:
         entry = pwd.getpwuid(uid)
         kwargs = {"user": uid, "group": entry.pw_gid, "extra_groups": []}
     proc = subprocess.run([sys.executable, "-I", "-c", SCANNER, json.dumps(
-        {"token": token, "paths": paths, "seconds": seconds})], capture_output=True, text=True,
+        {"token": token, "paths": paths, "seconds": seconds, **tls})], capture_output=True, text=True,
         cwd="/", env={"PATH": "/usr/bin:/bin", "HOME": "/"}, timeout=300, **kwargs)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
@@ -298,6 +315,8 @@ def test_bob_scanning_every_socket_gets_nothing_of_carols(platform: Platform, ca
     answers = [r.split("\r\n", 1)[0] for v in carols_ports.values()
                for path, r in v["http"].items() if r.startswith("HTTP/") and path.startswith("/user/")]
     assert answers and all(" 403 " in a for a in answers), answers
+    # her Dask comms: TLS that wants the cluster's certificate (bob has none): not a byte
+    assert all(v["tls"].startswith("error") for v in carols_ports.values()), carols_ports
     # her kernel's sockets are unix sockets bob cannot even connect to
     runtime = f"/run/qhub-hub/{UIDS['iscarol']}/"
     kernel_sockets = [entry for entry in bob["unix"] if entry[0].startswith(runtime)]
@@ -306,8 +325,12 @@ def test_bob_scanning_every_socket_gets_nothing_of_carols(platform: Platform, ca
 
     # the same scan as root (who may enter carol's folder) does get the secret and her dashboard:
     # the scan can find them, and bob's finds nothing because of the isolation
-    control = scan_as(None, bob_token, paths, seconds=4)
+    certs = platform.state_dir / "gateway" / "clusters" / carol["cluster"] / ".certs"
+    control = scan_as(None, bob_token, paths, seconds=4, cert=str(certs / "dask.crt"), key=str(certs / "dask.pem"))
     assert SECRET in json.dumps(control["messages"])
+    # with the cluster's certificate, the Dask comms do talk (the scheduler's and the worker's)
+    assert sum(v["tls"].startswith("read") for v in control["tcp"].values()
+               if v["owner"] == UIDS["iscarol"]) >= 2, control["tcp"]
     assert any(" 200 " in r.split("\r\n", 1)[0] and '"Scheduler"' in r
                for v in control["tcp"].values() if v["owner"] == UIDS["iscarol"]
                for r in v["http"].values()), "root's scan did not read carol's dashboard"

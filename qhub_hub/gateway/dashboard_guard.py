@@ -33,6 +33,7 @@ COOKIE = "qhub-dask-dashboard"
 STATE_COOKIE = "qhub-dask-dashboard-state"
 SESSION_SECONDS = 8 * 3600
 TOKEN_CHECK_SECONDS = 60
+MAX_PENDING_LOGINS = 10000
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
               "trailers", "transfer-encoding", "upgrade", "host", "content-length"}
 # never handed to a user's dashboard: the hub's and our own credentials
@@ -185,6 +186,9 @@ class DashboardGuard:
             back += f"?{request.query_string}"
         now = time.time()
         self.states = {k: v for k, v in self.states.items() if v[1] > now}
+        if len(self.states) >= MAX_PENDING_LOGINS:  # anyone may start logins: memory stays bounded
+            for key in sorted(self.states, key=lambda k: self.states[k][1])[:MAX_PENDING_LOGINS // 2]:
+                del self.states[key]
         self.states[state] = (back, now + 600)
         query = urllib.parse.urlencode({
             "client_id": self.hub.oauth_client_id, "redirect_uri": self.hub.redirect_uri,

@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_import_commands(sub)  # import, migrate-ownership (QHub 0.3 / Nebari deployments)
 
+    from .usage.report import add_usage_command
+
+    add_usage_command(sub)  # usage and cost per user, group or profile
+
     try:
         from .local.cli import add_local_commands
     except ImportError:  # the embedded mode is optional for the config tools

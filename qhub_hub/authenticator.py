@@ -45,7 +45,7 @@ from .config import Auth0Auth, GitHubAuth, OIDCAuth, QHubConfig
 from .config_errors import ConfigError
 from .hub_identity import AUTH_STATE_KEY, auth_state_summary, get_config, qhub_state
 from .hub_request_limits import bounded_spawn_handlers
-from .passwords import password_problem
+from .passwords import password_problem, usual_cost
 from .plan_api import plan_handlers
 from .policy import plan_for
 from .uid_registry import REGISTRY
@@ -53,9 +53,22 @@ from .usage.pages import usage_handlers
 
 _request_db: contextvars.ContextVar[Any] = contextvars.ContextVar("qhub_request_db", default=None)
 
-# A valid bcrypt hash of a random password: checked against when the user has no hash, so that a
-# wrong name costs the same time as a wrong password.
-_DUMMY_HASH = bcrypt.hashpw(os.urandom(16), bcrypt.gensalt(10))
+# A valid bcrypt hash of a random password, of the cost most of the config's hashes use: checked
+# against when the name has no hash, so that a wrong name takes as long as a wrong password (no
+# hint about which names exist). Made at the first such login of a config, not at import.
+_dummy: tuple[QHubConfig, bytes] | None = None
+_dummy_by_cost: dict[int, bytes] = {}
+
+
+def dummy_hash(config: QHubConfig) -> bytes:
+    """The dummy hash for `config` (blocking: bcrypt; call it in a thread)."""
+    global _dummy
+    if _dummy is None or _dummy[0] is not config:
+        cost = usual_cost(u.password for u in config.security.users.values() if u.password)
+        if cost not in _dummy_by_cost:
+            _dummy_by_cost[cost] = bcrypt.hashpw(os.urandom(16), bcrypt.gensalt(cost))
+        _dummy = (config, _dummy_by_cost[cost])
+    return _dummy[1]
 
 
 class LoginRefused(web.HTTPError):
@@ -251,7 +264,9 @@ class QHubPasswordAuthenticator(QHubAuthenticatorMixin, Authenticator):
             raise error
         config = self.qhub_config
         user = config.security.users.get(username)
-        hashed = (user.password if user and user.password else None) or _DUMMY_HASH
+        hashed = user.password if user and user.password else None
+        if hashed is None:
+            hashed = await asyncio.to_thread(dummy_hash, config)
         if isinstance(hashed, str):
             hashed = hashed.encode()
         ok = await asyncio.to_thread(bcrypt.checkpw, password.encode("utf-8", "surrogatepass"), hashed)

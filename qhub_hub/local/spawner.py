@@ -41,7 +41,7 @@ from .acl import AclError
 from .folders import FolderError, ensure_user_folders, user_folders
 from .limits import CgroupLimiter, CgroupPlan, Limits, rlimit_fallback
 from .process import ProcessSpec, ProcessStartError, close_gate, open_gate, start_process
-from .runtime_dir import ensure_runtime_dir
+from .runtime_dir import RUNTIME_ROOT, ensure_runtime_dir
 from .session_env import VARIABLE as SESSION_ENV_VARIABLE
 from .session_env import env_file, session_environment, write_session_env
 
@@ -115,7 +115,7 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
     )
 
     runtime_dir_root = Unicode(
-        "/run/qhub-hub",
+        RUNTIME_ROOT,
         config=True,
         help="Folder holding one private folder per user (<root>/<uid>, mode 0700, owned by the "
         "user) that is their server's JUPYTER_RUNTIME_DIR: kernel connection files and the kernels' "
@@ -134,8 +134,11 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
 
     @default("cmd")
     def _cmd_default(self) -> list[str]:
-        # the hub's own environment: root-owned, so users cannot install into it
-        return [str(Path(sys.prefix) / "bin" / "jupyterhub-singleuser")]
+        # the hub's own environment: root-owned, so users cannot install into it; its
+        # jupyterhub-singleuser run by qhub_hub.server_start (JupyterLab imported without a node call)
+        bin_dir = Path(sys.prefix) / "bin"
+        return [str(bin_dir / "python"), "-P", "-m", "qhub_hub.server_start",
+                str(bin_dir / "jupyterhub-singleuser")]
 
     @default("default_url")
     def _default_url_default(self) -> str:

@@ -39,7 +39,6 @@ def user_options_problem(user_options: Mapping[str, Any] | None) -> tuple[int, s
 
 
 def known_options(user_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The part of `user_options` that may be kept (nothing when it is too large)."""
-    if not user_options or encoded_size(user_options) > MAX_BYTES:
-        return {}
-    return {key: value for key, value in user_options.items() if key in KNOWN_KEYS}
+    """The known keys of `user_options` (nothing when even those are too large)."""
+    known = {key: value for key, value in (user_options or {}).items() if key in KNOWN_KEYS}
+    return known if encoded_size(known) <= MAX_BYTES else {}

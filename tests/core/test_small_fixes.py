@@ -63,6 +63,7 @@ def test_user_options_rules() -> None:
     assert status == 413 and f"at most {MAX_BYTES} are accepted" in message
     assert known_options({"profile": "small", "evil": 1}) == {"profile": "small"}
     assert known_options({"profile": "x" * MAX_BYTES}) == {}
+    assert known_options({"profile": "small", "x": "a" * MAX_BYTES}) == {"profile": "small"}
 
 
 # --- a refused spawn: one warning, no tracebacks ---------------------------------------------------

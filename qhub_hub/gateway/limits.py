@@ -16,9 +16,15 @@ from dask_gateway_server.models import ClusterStatus
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
+from ..usage.gateway import DaskUsageMixin
 
-class ClusterLimitMixin(LoggingConfigurable):
-    """Put before the backend class: ``class B(ClusterLimitMixin, LocalBackend)``."""
+
+class ClusterLimitMixin(DaskUsageMixin, LoggingConfigurable):
+    """Put before the backend class: ``class B(ClusterLimitMixin, LocalBackend)``.
+
+    It also records Dask workers in the usage ledger and holds scale-ups to the usage limits
+    (`qhub_hub.usage.gateway.DaskUsageMixin`).
+    """
 
     max_clusters_per_user = Integer(
         None,

@@ -1,0 +1,152 @@
+"""Dask workers through a real dask-gateway-server (QHubLocalBackend, real Unix users, a real hub):
+each worker's life is recorded in the usage ledger; `cluster.scale()` beyond the group's worker-core
+limit is refused with 403 and the figures; adaptive scaling stays within the limit; stopping a
+cluster closes its workers' intervals.
+
+Test users: gwuann, gwuben (group gwuml), ids 42900-42999 (inside the gateway harness's gw* range,
+apart from tests/gateway's 42000-42099)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+from dask_gateway import Gateway
+from dask_gateway.auth import JupyterHubAuth
+
+from qhub_hub.usage.ledger import DASK_WORKER, Ledger
+from tests.gateway.harness import (
+    SITE_PACKAGES,
+    GatewayStack,
+    UnixAccounts,
+    base_folder,
+    gateway_request,
+    make_environment,
+    remove_tree,
+)
+from tests.support.net import wait_until
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:Exception ignored in. <function Gateway.__del__:pytest.PytestUnraisableExceptionWarning"),
+]
+
+GROUPS = {"gwuusers": 42900, "gwuml": 42910}
+USERS = {"gwuann": (42901, "gwuusers", ["gwuml"]), "gwuben": (42902, "gwuusers", ["gwuml"])}
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[GatewayStack]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the gateway starts Dask processes as real Unix users")
+    base = base_folder("qhub-usage-gw-")
+    accounts = UnixAccounts(GROUPS, USERS, homes=base / "home")
+    config = {
+        "security": {
+            "groups": {name: {"gid": gid} for name, gid in GROUPS.items()},
+            "users": {name: {"uid": uid, "primary_group": primary, "secondary_groups": others}
+                      for name, (uid, primary, others) in USERS.items()},
+        },
+        "profiles": {"dask_worker": {"Small Worker": {
+            "worker_cores": 1, "worker_cores_limit": 1, "worker_memory": "1G", "worker_memory_limit": "1G",
+            "max_workers": 4, "cost_per_hour": 0.04}}},
+        "storage": {"home_root": str(base / "home")},
+        "conda_store": {"environments_root": str(base / "conda")},
+        "cull": {"cluster_idle_timeout": 300},
+        "limits": {"groups": {"gwuml": {"dask_worker_cores": 2}}},
+    }
+    ledger_url = f"sqlite:///{base / 'qhub-usage.sqlite'}"
+    saved = os.environ.get("QHUB_USAGE_DB")
+    os.environ["QHUB_USAGE_DB"] = ledger_url  # the hub and the gateway share the ledger
+    stack = GatewayStack(base, config)
+    try:
+        accounts.create()
+        make_environment(base / "conda" / "global" / "envs" / "dask", [SITE_PACKAGES])
+        for path in [base / "conda", *(base / "conda").rglob("envs")]:
+            path.chmod(0o755)
+        stack.start()
+        stack.add_hub_users(list(USERS), {"gwuml": list(USERS)})
+        stack.ledger_url = ledger_url  # type: ignore[attr-defined]
+        yield stack
+    finally:
+        stack.stop()
+        accounts.remove()
+        remove_tree(base)
+        if saved is None:
+            os.environ.pop("QHUB_USAGE_DB", None)
+        else:
+            os.environ["QHUB_USAGE_DB"] = saved
+
+
+def gateway_for(stack: GatewayStack, user: str) -> Gateway:
+    assert stack.gateway is not None
+    return Gateway(address=stack.gateway.address, proxy_address=stack.gateway.proxy_address,
+                   auth=JupyterHubAuth(api_token=stack.token(user)))
+
+
+def open_workers(stack: GatewayStack, cluster: str | None = None) -> list:
+    rows = Ledger(stack.ledger_url).open_intervals(DASK_WORKER)
+    return [r for r in rows if cluster is None or r.cluster == cluster]
+
+
+def test_workers_are_recorded_and_scale_beyond_the_group_limit_is_refused(stack: GatewayStack) -> None:
+    with gateway_for(stack, "gwuann") as gw, gateway_for(stack, "gwuben") as gw_ben:
+        with gw.new_cluster() as cluster:
+            cluster.scale(2)
+            with cluster.get_client() as client:
+                client.wait_for_workers(2, timeout=120)
+            wait_until(lambda: len(open_workers(stack, cluster.name)) == 2, timeout=60,
+                       what="the workers in the ledger")
+            rows = open_workers(stack, cluster.name)
+            assert {(r.username, r.charged_group, r.profile, r.cores, r.cost_per_hour) for r in rows} == {
+                ("gwuann", "gwuml", "Small Worker", 1.0, 0.04)}
+
+            with pytest.raises(Exception, match="403"):  # the client shows only the status  # noqa: PT011
+                cluster.scale(3)
+            ann = stack.token("gwuann")
+            status, body = gateway_request(stack, "POST", f"/clusters/{cluster.name}/scale", ann, {"count": 3})
+            assert status == 403
+            assert body["error"].startswith(f"Cannot scale {cluster.name} to 3 workers: at most 2 fit. ")
+            assert "group gwuml uses 0 of 2 Dask worker cores and each worker asks for 1" in body["error"]
+
+            with gw_ben.new_cluster() as other:  # the same group: nothing left
+                ben = stack.token("gwuben")
+                status, body = gateway_request(stack, "POST", f"/clusters/{other.name}/scale", ben, {"count": 1})
+                assert status == 403
+                assert "group gwuml uses 2 of 2 Dask worker cores and each worker asks for 1" in body["error"]
+                status, body = gateway_request(stack, "POST", f"/clusters/{other.name}/scale", ben, {"count": 0})
+                assert status == 200  # within: allowed
+
+            cluster.scale(1)
+            wait_until(lambda: len(open_workers(stack, cluster.name)) == 1, timeout=90, what="a scale-down")
+            name = cluster.name
+        wait_until(lambda: open_workers(stack, name) == [], timeout=90, what="the cluster's workers closed")
+    ended = [r for r in Ledger(stack.ledger_url).intervals() if r.cluster == name]
+    assert len(ended) == 2
+    assert sorted(r.end_reason for r in ended) in (["cluster-stopped", "scale-down"], ["scale-down", "scale-down"])
+    assert all(r.end > r.start for r in ended)
+
+
+def test_adaptive_scaling_stays_within_the_limit(stack: GatewayStack) -> None:
+    def slow(x):
+        import time
+
+        time.sleep(0.5)
+        return x
+
+    with gateway_for(stack, "gwuann") as gw:
+        with gw.new_cluster() as cluster:  # the profile allows 4 workers, the group's cores 2
+            cluster.adapt(minimum=0, maximum=4)
+            with cluster.get_client() as client:
+                futures = client.map(slow, range(40))
+                client.wait_for_workers(1, timeout=120)
+                seen = set()
+                while not all(f.done() for f in futures):
+                    seen.add(len(client.scheduler_info()["workers"]))
+                    time.sleep(0.2)
+                assert sorted(client.gather(futures)) == list(range(40))
+                assert max(seen) <= 2, seen
+            assert len(open_workers(stack, cluster.name)) <= 2

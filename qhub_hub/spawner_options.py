@@ -220,7 +220,8 @@ class PlanSpawnerMixin(LoggingConfigurable):
         saved = (self.user_options or {}).get("profile")
         if isinstance(saved, str) and saved in plan.profile_slugs:
             selected = saved
-        return render_profile_form(list(plan.jupyterlab_profiles), selected)
+        return (render_profile_form(list(plan.jupyterlab_profiles), selected)
+                + usage.budget_html(self, config, plan))  # "group ml: used 12.5 of 40 GPU-hours ..."
 
     # --- enforcing the choice -----------------------------------------------------------------
 

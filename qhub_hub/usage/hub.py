@@ -217,3 +217,19 @@ def usage_of(ledger: Ledger, config: QHubConfig, username: str, groups: Iterable
         if parts:
             lines.append(f"{who}: " + "; ".join(parts))
     return lines
+
+
+def budget_html(spawner: Any, config: QHubConfig, plan: UserPlan) -> str:
+    """The spawn page's line: the user's usage this month against the grants that cover them."""
+    import html
+
+    try:
+        lines = usage_of(hub_ledger(getattr(spawner.user, "db", None)), config, plan.username,
+                     plan.group_names)
+    except Exception:  # noqa: BLE001 - the form must show even when the ledger cannot be read
+        _log.exception("Could not read the usage of %s for the spawn page", plan.username)
+        return ""
+    if not lines:
+        return ""
+    items = "".join(f'<li class="qhub-budget-line">{html.escape(line)}</li>' for line in lines)
+    return f'<div class="qhub-budget"><p>Your limits:</p><ul>{items}</ul></div>'

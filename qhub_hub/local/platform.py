@@ -56,6 +56,7 @@ from .folders import FolderError, ensure_group_folder, ensure_shared_root, ensur
 from .gateway import forget_gateway, gateway_unavailable_reason, prepare_gateway
 from .hub_config import hub_config_file_text
 from .limits import CgroupLimiter
+from .runtime_dir import remove_idle_runtime_dirs
 from .session_env import ensure_profile_hook, session_environment, write_session_env
 from .settings import PlatformSettings
 
@@ -440,6 +441,7 @@ def down(state_dir: str | os.PathLike, keep_servers: bool = False, out: Any = sy
     end_user_processes(platform, keep_servers, out)
     if not keep_servers:
         CgroupLimiter.remove_parent(platform.settings.cgroup_name)
+        remove_idle_runtime_dirs()
     print("qhub-hub is down" + (" (user servers left running)" if keep_servers else ""), file=out)
 
 

@@ -14,6 +14,10 @@ import shutil
 import stat
 from pathlib import Path
 
+from .procs import is_zombie
+
+RUNTIME_ROOT = "/run/qhub-hub"
+
 
 def ensure_runtime_dir(root: str | os.PathLike, uid: int, gid: int) -> str:
     """Create (or repair) ``<root>/<uid>``: a real folder, 0700, owned by uid:gid. Returns its path."""
@@ -38,3 +42,26 @@ def ensure_runtime_dir(root: str | os.PathLike, uid: int, gid: int) -> str:
     os.chown(path, uid, gid, follow_symlinks=False)
     os.chmod(path, 0o700)
     return str(path)
+
+
+def remove_idle_runtime_dirs(root: str | os.PathLike = RUNTIME_ROOT) -> list[int]:
+    """Remove ``<root>/<uid>`` of every uid that has no process left (`local down`); returns them.
+
+    A uid with a running process keeps its folder (its kernels' files may be in use, maybe by
+    another platform on this machine); a later start makes the folder again."""
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    live = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and not is_zombie(int(entry.name)):  # exited, not yet reaped
+            try:
+                live.add(entry.stat().st_uid)
+            except OSError:
+                continue
+    removed = []
+    for child in base.iterdir():
+        if child.name.isdigit() and int(child.name) not in live and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+            removed.append(int(child.name))
+    return removed

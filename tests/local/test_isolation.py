@@ -547,6 +547,7 @@ def test_down_ends_every_process_of_the_users(platform: Platform, carol: dict) -
         time.sleep(0.2)
     assert not left, [Path(f"/proc/{p}/cmdline").read_bytes() for p in left if Path(f"/proc/{p}").exists()]
     assert CgroupLimiter.children(group) == {}
+    assert not any(Path(f"/run/qhub-hub/{uid}").exists() for uid in UIDS.values())  # runtime folders
 
 
 def test_runtime_folder_is_private_and_never_follows_a_link(tmp_path: Path) -> None:

@@ -314,7 +314,7 @@ def test_up_starts_everything_the_readme_says(journey, carol):
     assert status.returncode == 0, status.stdout + status.stderr
     for component in ("proxy", "conda-store", "conda-store-worker", "dask-gateway", "hub", "sshd"):
         assert re.search(rf"^\s+{component}\s+running, pid \d+", status.stdout, re.M), status.stdout
-    print(f"result: up_seconds={journey.up_seconds:.1f}")
+    print(f"journey: up took {journey.up_seconds:.1f} s")
     # a normal start is not "slow", and the gateway answers the hub's service check (no 404)
     assert "slow to become responsive" not in journey.log("hub.log")
     assert not re.search(r" 404 GET ", journey.log("dask-gateway.log")), journey.log("dask-gateway.log")[-2000:]
@@ -333,7 +333,7 @@ def test_gateway_cluster_with_no_arguments_runs_as_carol(journey, carol):
     assert values["ENVIRONMENT"] == sys.prefix, out  # the server's (and kernel's) environment
     journey.dashboard_link = values["DASHBOARD"]
     assert journey.dashboard_link.startswith(f"{journey.url}/services/dask-gateway/clusters/"), out
-    print(f"result: cluster_2_workers_seconds={seconds:.1f}")
+    print(f"journey: GatewayCluster() to 2 workers and a result took {seconds:.1f} s")
 
 
 def test_dashboard_opens_for_carol(journey, carol):

@@ -7,6 +7,7 @@
 - session_env.py: the server's environment for terminals and SSH sessions;
 - spawner.py: `QHubLocalSpawner` (PlanSpawnerMixin + LocalProcessSpawner);
 - ssh.py, ssh_check.py: the platform's own OpenSSH server and its hub-token PAM check;
-- settings.py, hub_config.py, gateway.py, procs.py, platform.py: `local up|down|status|restart`;
+- settings.py, hub_config.py, gateway.py, conda_store.py, procs.py, platform.py: `local
+  up|down|status|restart` (conda_store.py: the embedded conda-store server and worker);
 - cli.py: the commands.
 """

@@ -66,6 +66,7 @@ def embedded_gateway_config_text(
     service_name: str = GATEWAY_SERVICE,
     log_level: str = "INFO",
     cgroup_name: str = "",
+    usage_db_url: str = "",
 ) -> str:
     """The text of the dask-gateway-server config (see `write_embedded_gateway_config`)."""
     qhub_config = os.path.abspath(qhub_config_path)
@@ -90,6 +91,8 @@ def embedded_gateway_config_text(
         f"c.QHubLocalBackend.hub_api_url = {hub_api_url!r}",
         f"c.QHubLocalBackend.hub_api_token = {api_token!r}",
         f"c.QHubLocalBackend.cgroup_name = {cgroup_name!r}",
+        # the usage ledger the hub records servers in (qhub_hub.usage); empty: $QHUB_USAGE_DB
+        *([f"c.QHubLocalBackend.usage_db_url = {usage_db_url!r}"] if usage_db_url else []),
         "c.QHubLocalBackend.cluster_status_period = 5.0",
         "c.QHubLocalBackend.worker_status_period = 5.0",
         "c.QHubLocalBackend.cluster_heartbeat_period = 5",
@@ -115,6 +118,7 @@ def write_embedded_gateway_config(
     public_address: str | None = None,
     log_level: str = "INFO",
     cgroup_name: str = "",
+    usage_db_url: str = "",
 ) -> EmbeddedGateway:
     """Write ``<workdir>/dask_gateway_config.py`` (0600, it holds the hub token) and describe it.
 
@@ -129,6 +133,8 @@ def write_embedded_gateway_config(
             ``https://hub.example.org/services/dask-gateway``; default: `address`.
         cgroup_name: the platform's cgroup, in which each scheduler and worker gets its own with
             the cluster's limits (`QHubLocalBackend.cgroup_name`); empty: no cgroups.
+        usage_db_url: the hub's usage ledger (`qhub_hub.usage`), where Dask workers are recorded
+            and limited; empty: ``$QHUB_USAGE_DB``.
     """
     workdir = Path(workdir)
     workdir.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -138,7 +144,8 @@ def write_embedded_gateway_config(
     text = embedded_gateway_config_text(
         qhub_config_path, workdir=workdir, hub_api_url=hub_api_url, api_token=api_token,
         http_port=http_port, tcp_port=tcp_port, api_port=api_port, host=host,
-        service_name=service_name, log_level=log_level, cgroup_name=cgroup_name)
+        service_name=service_name, log_level=log_level, cgroup_name=cgroup_name,
+        usage_db_url=usage_db_url)
     config_file = workdir / CONFIG_NAME
     fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +46,19 @@ def prepare_gateway(settings: PlatformSettings, config: QHubConfig, token: str) 
         api_port=settings.gateway_api_port,
         public_address=f"{settings.public_url}/services/dask-gateway",
         cgroup_name=settings.cgroup_name,
+        usage_db_url=usage_ledger_url(settings),
     )
     data = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(gateway).items()}
     path.write_text(json.dumps(data, indent=1) + "\n")
     path.chmod(0o600)
     return gateway
+
+
+def usage_ledger_url(settings: PlatformSettings) -> str:
+    """The ledger the embedded hub records servers in, so the gateway records workers beside them."""
+    from ..usage.hub import LEDGER_FILE, USAGE_DB_ENV
+
+    return os.environ.get(USAGE_DB_ENV) or f"sqlite:///{settings.hub_dir / LEDGER_FILE}"
 
 
 def forget_gateway(settings: PlatformSettings) -> None:

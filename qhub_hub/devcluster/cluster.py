@@ -41,7 +41,7 @@ BRIDGE = "qhubcni0"
 CHAIN_PREFIXES = ("KUBE-", "CNI-")
 CONTAINERD_ROOT = CACHE / "containerd"  # kept across runs: loaded images stay loaded
 SOCKET = RUN / "containerd.sock"
-LOGS = STATE / "logs"
+LOGS = CACHE / "logs" / "cluster"  # kept after `down` for a look at what went wrong; emptied by `up`
 COMPONENTS = ("etcd", "containerd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
               "kubelet", "kube-proxy")
 PROGRAMS = {*COMPONENTS, "runc"}  # what `down` may stop (besides containerd's shims)
@@ -310,6 +310,7 @@ def up(*, build_images: bool = True) -> Timings:
     if any(status().values()) or STATE.exists():
         with step("an earlier cluster: taking it down first"):
             down()
+    shutil.rmtree(LOGS, ignore_errors=True)
     LOGS.mkdir(parents=True, exist_ok=True)
     cache_logs = CACHE / "logs"
 

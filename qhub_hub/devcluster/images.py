@@ -58,7 +58,7 @@ def container_env() -> dict[str, str]:
     if not conf.exists() or conf.read_text() != CONTAINERS_CONF:
         conf.parent.mkdir(parents=True, exist_ok=True)
         conf.write_text(CONTAINERS_CONF)
-    return dict(os.environ, CONTAINERS_CONF=str(conf), BUILDAH_LAYERS="false")
+    return dict(os.environ, CONTAINERS_CONF=str(conf))
 
 
 def _exists(ref: str) -> bool:
@@ -72,15 +72,27 @@ def _hash(*parts: bytes) -> str:
     return h.hexdigest()[:16]
 
 
-def _tree_bytes(path: Path) -> bytes:
-    """Names and contents of every file under path (caches and build output left out)."""
+def _excluded(ignorefile: Path) -> list[str]:
+    """Plain path exclusions of a Containerfile.dockerignore (e.g. `qhub_hub/devcluster`)."""
+    return [line.strip().rstrip("/") for line in ignorefile.read_text().splitlines()
+            if line.strip() and line[0] not in "#!*" and "*" not in line]
+
+
+def _tree_bytes(context: Path, source: str, excluded: list[str]) -> bytes:
+    """Names and contents of every file under context/source that reaches the build (caches,
+    build output and the ignore file's exclusions left out)."""
+    path = context / source
     if path.is_file():
         return path.name.encode() + b"\0" + path.read_bytes()
     out = []
     for p in sorted(path.rglob("*")):
         rel = p.relative_to(path)
-        if p.is_file() and not {"__pycache__", "node_modules", ".pytest_cache"} & set(rel.parts):
-            out.append(str(rel).encode() + b"\0" + p.read_bytes())
+        if not p.is_file() or {"__pycache__", "node_modules", ".pytest_cache"} & set(rel.parts):
+            continue
+        full = str(p.relative_to(context))
+        if any(full == e or full.startswith(e + "/") for e in excluded):
+            continue
+        out.append(str(rel).encode() + b"\0" + p.read_bytes())
     return b"\0\0".join(out)
 
 
@@ -129,7 +141,8 @@ def build_one(name: str, base: str, pause_dir: Path | None, log: Path) -> Image:
     if "ARG NODE_EXTRA_CA_CERTS" in containerfile.read_text():  # npm does not read the system store
         build_args["NODE_EXTRA_CA_CERTS"] = "/etc/ssl/certs/ca-certificates.crt"
     inputs = [containerfile.read_bytes(), json.dumps(build_args, sort_keys=True).encode(), FORMAT.encode()]
-    inputs += [_tree_bytes(context / src) for src in _copied_paths(containerfile)]
+    excluded = _excluded(folder / "Containerfile.dockerignore")
+    inputs += [_tree_bytes(context, src, excluded) for src in _copied_paths(containerfile)]
     ref = f"localhost/qhub-hub/{name}:{_hash(*inputs)}"
     if _exists(ref):
         return Image(name, ref, None)
@@ -137,7 +150,9 @@ def build_one(name: str, base: str, pause_dir: Path | None, log: Path) -> Image:
         raise ClusterError(f"no CA bundle at {CA_BUNDLE}; set QHUB_CA_BUNDLE to the machine's bundle")
     say(f"images: building {name} (log: {log})")
     started = time.monotonic()
-    command = ["buildah", "bud", "--format", FORMAT, "--network", "host", "--isolation", "oci", "--layers=false",
+    # --layers: the slow dependency steps come before `COPY qhub_hub`, so a change to our code
+    # rebuilds only the steps from there on
+    command = ["buildah", "bud", "--format", FORMAT, "--network", "host", "--isolation", "oci", "--layers",
                "-f", containerfile, "--ignorefile", folder / "Containerfile.dockerignore",
                "-v", f"{CA_BUNDLE}:/etc/ssl/certs/ca-certificates.crt:ro", "-t", ref]
     for key, value in build_args.items():

@@ -36,6 +36,7 @@ from ..conda_store.kernels import jupyter_server_args
 from ..config import JupyterLabProfile
 from ..policy import UserPlan
 from ..spawner_options import PlanSpawnerMixin, SpawnRefused
+from ..usage.measure import measure_cgroups
 from .accounts import AccountError, account_spec, ensure_account
 from .acl import AclError
 from .folders import FolderError, ensure_user_folders, user_folders
@@ -337,6 +338,7 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
 
     async def _release_cgroups(self) -> None:
         dirs, self.cgroups = self.cgroups, ()
+        self.qhub_measured = measure_cgroups(dirs)  # for the usage ledger (post-stop hook)
         try:
             await asyncio.to_thread(CgroupLimiter.release, dirs)
         except OSError as e:

@@ -141,7 +141,12 @@ def server_stopped(spawner: Any, reason: str = "stop") -> None:
     spawner._qhub_usage_key = None
     try:
         # not seen for three refreshes: it died while the hub was down; count it until last seen
-        hub_ledger(getattr(spawner.user, "db", None)).close(key, reason, stale_after=3 * _refresh[0])
+        measured = getattr(spawner, "qhub_measured", None)  # embedded mode: from the server's cgroup
+        spawner.qhub_measured = None
+        hub_ledger(getattr(spawner.user, "db", None)).close(
+            key, reason, stale_after=3 * _refresh[0],
+            cpu_seconds=getattr(measured, "cpu_seconds", None),
+            peak_memory=getattr(measured, "peak_memory", None))
     except Exception:  # noqa: BLE001 - a stop must never fail because of the ledger
         _log.exception("Could not record the end of %s in the usage ledger", key)
 

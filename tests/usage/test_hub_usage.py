@@ -192,6 +192,22 @@ def test_the_idle_culler_closes_the_session(hub):
     assert open_rows(h) == {}
 
 
+def test_two_spawns_at_once_cannot_both_take_the_last_place(hub):
+    from concurrent.futures import ThreadPoolExecutor
+
+    h, _ = hub  # analysts share one server; bob and alice ask at the same moment
+    with ThreadPoolExecutor(2) as pool:
+        answers = dict(zip(("alice", "bob"), pool.map(
+            lambda user: h.api("POST", f"/users/{user}/server", {"profile": "small"}), ("alice", "bob")),
+            strict=True))
+    statuses = sorted(status for status, _ in answers.values())
+    assert statuses[0] in (201, 202) and statuses[1] == 403, answers
+    winner = next(user for user, (status, _) in answers.items() if status != 403)
+    wait_until(lambda: ready(h, winner), timeout=90, what=f"{winner}'s server")
+    assert [i.username for i in ledger_of(h).open_intervals(SERVER) if i.charged_group == "analysts"] == [winner]
+    stop(h, winner)
+
+
 def server_pid(hub: HubProcess, user: str) -> int:
     marker = f"JUPYTERHUB_API_URL=http://127.0.0.1:{hub.hub_port}/hub/api".encode()
     for proc in Path("/proc").iterdir():

@@ -150,3 +150,43 @@ def test_adaptive_scaling_stays_within_the_limit(stack: GatewayStack) -> None:
                 assert sorted(client.gather(futures)) == list(range(40))
                 assert max(seen) <= 2, seen
             assert len(open_workers(stack, cluster.name)) <= 2
+
+
+def processes_of(uid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+def test_a_gateway_crash_closes_its_workers_at_their_last_seen_time(stack: GatewayStack) -> None:
+    import signal
+    import subprocess
+
+    gw = gateway_for(stack, "gwuann")
+    cluster = gw.new_cluster(shutdown_on_close=False)
+    cluster.scale(2)
+    wait_until(lambda: len(open_workers(stack, cluster.name)) == 2, timeout=120, what="2 workers recorded")
+    time.sleep(6)  # a heartbeat or two marks them seen
+    seen = max(r.seen for r in open_workers(stack, cluster.name))
+    stack.proc.kill()  # the gateway dies; its cluster's processes are orphaned
+    stack.proc.wait()
+    crashed_at = time.time()
+    for pid in processes_of(USERS["gwuann"][0]):  # the test user's scheduler and workers, by pid
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    time.sleep(2)
+    log = (stack.base / "gateway" / "gateway.log").open("ab")
+    stack.proc = subprocess.Popen(stack.gateway.command, cwd=stack.gateway.workdir, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    wait_until(lambda: open_workers(stack, cluster.name) == [], timeout=60, what="recovery at start")
+    ended = [r for r in Ledger(stack.ledger_url).intervals() if r.cluster == cluster.name]
+    assert len(ended) == 2 and {r.end_reason for r in ended} == {"recovered"}
+    assert all(seen - 6 <= r.end <= crashed_at for r in ended), [(r.end, seen, crashed_at) for r in ended]

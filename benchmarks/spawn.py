@@ -270,8 +270,8 @@ def main() -> int:
         hashes=str(root / "anchor" / "hashes.json")) + """
 c.JupyterHub.spawner_class = "localprocess"
 c.Spawner.default_url = "/lab"
-c.Spawner.start_timeout = 600
-c.Spawner.http_timeout = 600
+c.Spawner.start_timeout = 300  # as `local up` sets them
+c.Spawner.http_timeout = 300
 c.JupyterHub.log_level = "INFO"
 """)
     figures: dict = {}

@@ -30,7 +30,7 @@ from typing import Any
 
 from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import random_port
-from traitlets import Bool, Dict, Unicode, default
+from traitlets import Bool, Dict, Integer, Unicode, default
 
 from ..conda_store.kernels import jupyter_server_args
 from ..config import JupyterLabProfile
@@ -45,6 +45,7 @@ from .process import ProcessSpec, ProcessStartError, close_gate, open_gate, star
 from .runtime_dir import RUNTIME_ROOT, ensure_runtime_dir
 from .session_env import VARIABLE as SESSION_ENV_VARIABLE
 from .session_env import env_file, session_environment, write_session_env
+from .start_queue import start_turn, usable_cpus, wait_listening
 
 PROFILE_TRAITS = ("mem_limit", "mem_guarantee", "cpu_limit", "cpu_guarantee", "default_url",
                   "start_timeout")
@@ -121,6 +122,15 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
         help="Folder holding one private folder per user (<root>/<uid>, mode 0700, owned by the "
         "user) that is their server's JUPYTER_RUNTIME_DIR: kernel connection files and the kernels' "
         "IPC sockets live there, so no other user can reach a kernel. Default /run/qhub-hub.",
+    )
+
+    concurrent_starts = Integer(
+        0,
+        config=True,
+        help="At most this many user servers start at once; the others wait their turn, first come "
+        "first served (a start is CPU work: fifty at once on two cores all end late). A server holds "
+        "its turn until it listens on its port or its process ends. 0 (default): the number of CPUs "
+        "the hub may use.",
     )
 
     gateway_environment = Dict(
@@ -217,23 +227,27 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
             log_path = os.path.join(self.server_log_dir, f"{self._server_key(plan)}.log")
         self.log.info("Starting %s's server %s%s", plan.username, spec.describe(),
                       f" in cgroups {list(cgroup.dirs)}" if cgroup else "")
-        try:
-            proc, gate = start_process(spec, log_path=log_path, gated=cgroup is not None)
-        except ProcessStartError as e:
-            self.log.error("%s", e)
-            raise SpawnRefused(500, str(e)) from None
-        if gate is not None:
+        host = self.ip or "127.0.0.1"
+        async with start_turn(self.concurrent_starts or usable_cpus()):  # see start_queue.py
             try:
-                CgroupLimiter.attach(cgroup, proc.pid)
-            except OSError as e:
-                close_gate(gate)
-                proc.wait()
-                raise SpawnRefused(500, f"could not put {plan.username}'s server into its cgroup "
-                                        f"({e}); nothing was run") from None
-            open_gate(gate)
-        self.proc, self.pid = proc, proc.pid
-        self.cgroups = cgroup.dirs if cgroup else ()
-        return (self.ip or "127.0.0.1", self.port)
+                proc, gate = start_process(spec, log_path=log_path, gated=cgroup is not None)
+            except ProcessStartError as e:
+                self.log.error("%s", e)
+                raise SpawnRefused(500, str(e)) from None
+            if gate is not None:
+                try:
+                    CgroupLimiter.attach(cgroup, proc.pid)
+                except OSError as e:
+                    close_gate(gate)
+                    proc.wait()
+                    raise SpawnRefused(500, f"could not put {plan.username}'s server into its cgroup "
+                                            f"({e}); nothing was run") from None
+                open_gate(gate)
+            self.proc, self.pid = proc, proc.pid
+            self.cgroups = cgroup.dirs if cgroup else ()
+            # a process that ends here fails the spawn as usual (JupyterHub polls it)
+            await wait_listening(self.port, lambda: proc.poll() is None, self.http_timeout, host)
+        return (host, self.port)
 
     def _server_key(self, plan: UserPlan) -> str:
         return plan.unix_name + (f".{self.name}" if self.name else "")

@@ -22,13 +22,14 @@ set -euo pipefail
 py="$prefix/bin/python"
 
 installed() { "$py" -c "import importlib.metadata as m, sys; m.distribution(sys.argv[1])" "$1" 2>/dev/null; }
-lark_users() {  # distributions other than rfc3987-syntax that require lark
+lark_users() {  # distributions other than rfc3987-syntax that require lark (optional extras aside)
   "$py" - <<'PY'
 import importlib.metadata as m, re
 for d in m.distributions():
     name = d.metadata["Name"].lower().replace("_", "-")
     if name != "rfc3987-syntax" and any(
-            re.split(r"[<>=!~\[; (]", r, maxsplit=1)[0].lower() == "lark" for r in d.requires or []):
+            re.split(r"[<>=!~\[; (]", r, maxsplit=1)[0].lower() == "lark" and "extra ==" not in r
+            for r in d.requires or []):
         print(name)
 PY
 }

@@ -238,7 +238,9 @@ def test_server_start_runs_jupyterlab_without_calling_node(node_spy: tuple[Path,
         assert config["extensionManager"]["can_install"] is False
         assert get(port, "lsp/status")[0] == 404  # jupyter_lsp is off
         assert get(port, "api/status")[0] == 200
-        # the server's PATH is whole again: a terminal (as kernels) inherits node's folder
-        assert f"PATH={path}" in terminal_output(port, "echo PATH=$PATH")
+        # the server's PATH is whole again: a terminal starts with node's folder on it (the
+        # environment it was started with; its login shell then sets its own PATH)
+        shown = terminal_output(port, r"tr '\0' '\n' < /proc/$$/environ | grep ^PATH=")
+        assert f"PATH={path}" in shown.replace("\r", "").splitlines(), shown
     finally:
         stop(proc, root)

@@ -122,12 +122,17 @@ def environment(settings: PlatformSettings, secrets: Mapping[str, str], uses_sta
 CONFIG_TEXT = """\
 # conda-store's config for qhub-hub's embedded mode; written by `qhub-hub local up` at every start.
 # Settings come from the environment (qhub_hub.conda_store.server_config.settings_from_environment);
-# the qhub config is the file's, or its last good copy while the file is invalid.
+# the qhub config is the file's, or its last good copy while the file is invalid (said in the log).
+import sys
+
 from qhub_hub.conda_store.server_config import configure, settings_from_environment
 from qhub_hub.last_good import load_with_fallback
 
 settings = settings_from_environment()
-configure(c, load_with_fallback(settings.qhub_config_file).config, settings)  # noqa: F821
+loaded = load_with_fallback(settings.qhub_config_file)
+if loaded.from_copy:
+    print("qhub-hub: " + loaded.note(settings.qhub_config_file), file=sys.stderr)
+configure(c, loaded.config, settings)  # noqa: F821
 """
 
 

@@ -204,3 +204,23 @@ def test_gateway_options_without_any_good_config_refuse_with_a_message(tmp_path:
     with pytest.raises(OptionRefused, match=r"config is invalid, so no Dask cluster can be started"):
         form.get_configuration(form.parse_options({}), User("u"))
     forget_configs()
+
+
+def test_conda_store_starts_on_the_last_good_copy_and_says_so(tmp_path: Path) -> None:
+    """The embedded conda-store's config file, run as conda-store runs it, while the file is bad."""
+    from qhub_hub.local.conda_store import CONFIG_TEXT
+
+    config, copy = write(tmp_path / "qhub.yaml", GOOD), tmp_path / "last-good.yaml"
+    save_last_good(config, copy)
+    write(config, BAD)
+    (tmp_path / "conda_store_config.py").write_text(CONFIG_TEXT)
+    code = ("import sys; from traitlets.config import Config; c = Config(); "
+            "exec(open(sys.argv[1]).read(), {'c': c}); print(c.CondaStore.default_namespace)")
+    env = {**os.environ, "QHUB_CONFIG": str(config), "QHUB_LAST_GOOD_CONFIG": str(copy),
+           "CONDA_STORE_DATABASE_URL": "sqlite:///x.sqlite", "CONDA_STORE_JWT_SECRET": "s",
+           "QHUB_CONDA_STORE_HUB_TOKEN": "t"}
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "conda_store_config.py")],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0 and proc.stdout == "global\n", proc.stderr
+    assert f"qhub-hub: {config} is not a valid qhub config" in proc.stderr
+    assert f"Running with the last good copy {copy}" in proc.stderr

@@ -4,7 +4,9 @@
   ``QHUB_CONFIG``. It is cached and re-read when the file changes (mtime, size or inode: a
   Kubernetes ConfigMap update swaps a symlink), so editing the config needs no hub restart. When an
   edit is invalid, the last good config stays in force and every problem is logged once; the hub
-  keeps running. Without any good config yet, `ConfigError` is raised.
+  keeps running. A process that starts while the file is invalid uses the last good copy named by
+  ``$QHUB_LAST_GOOD_CONFIG`` (`qhub_hub.last_good`; each new valid version refreshes it) and logs
+  why; without such a copy, `ConfigError` is raised.
 - `plan_for_hub_user(config, user)` computes the `UserPlan` of a JupyterHub `User` from the groups
   its identity provider reported at the last login (kept in ``auth_state["qhub"]`` by the qhub
   authenticators) and, for users not listed in ``security.users``, the uid the hub handed them

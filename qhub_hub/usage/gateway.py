@@ -12,54 +12,74 @@ and Kubernetes) carry it. It works from what every backend shares:
 - at start, intervals of clusters that no longer run (a gateway crash) are closed at their last
   seen time.
 
-The user's groups come from the hub (their plan, `hub_plans`), the worker profile's cores and cost
-from the plan's profile definitions, the limits from the gateway's copy of the config.
+Two ways to the ledger: with `usage_db_url` (the embedded mode: the hub's SQLite file on the same
+machine) the gateway writes it itself, deciding with the user's plan from the hub and its copy of
+the config; without it, it asks the hub (`usage.api`, with its hub token; the Kubernetes chart's
+way), which decides with its own plan and config. Neither: workers are not recorded or limited.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 from typing import Any
 
+import httpx
 from aiohttp import web
-from traitlets import Unicode, default
+from traitlets import Bool, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from .dask import cluster_heartbeat, cluster_stopped, recover_clusters
 from .hub import USAGE_DB_ENV, ledger_at
-from .ledger import DASK_WORKER, Ledger, worker_key
-from .limits import Decision, decide
-from .resources import Resources, worker_resources
+from .ledger import Ledger
 
 PLAN_CACHE_SECONDS = 30.0
+HUB_TIMEOUT = 10.0
+
+
+class UsageUnavailable(RuntimeError):
+    """The hub did not answer a usage request."""
 
 
 class DaskUsageMixin(LoggingConfigurable):
     usage_db_url = Unicode(
         help=f"""
-        SQLAlchemy URL of the usage ledger, the same database the hub records servers in (the
-        hub's PostgreSQL database, or the embedded mode's SQLite file). Default: ${USAGE_DB_ENV}.
-        Empty: Dask workers are neither recorded nor limited (a warning says so at start).
+        SQLAlchemy URL of the usage ledger the hub records servers in (the embedded mode's SQLite
+        file, or the hub's PostgreSQL database): the gateway then records Dask workers itself.
+        Default: ${USAGE_DB_ENV}. Empty: the gateway asks the hub (``/hub/api/qhub/usage/dask``,
+        with its hub token, which reads users' plans already), see `usage_through_hub`.
         """,
+        config=True,
+    )
+
+    usage_through_hub = Bool(
+        True,
+        help="Without usage_db_url: record Dask workers and ask for their limits through the hub's "
+        "usage endpoint (default True). False: workers are neither recorded nor limited.",
         config=True,
     )
 
     @default("usage_db_url")
     def _default_usage_db_url(self) -> str:
-        import os
-
         return os.environ.get(USAGE_DB_ENV, "")
 
-    # -- what we need to decide --
+    # -- where decisions are made --
 
     def _usage_ledger(self) -> Ledger | None:
-        if not self.usage_db_url:
-            return None
-        return ledger_at(self.usage_db_url)
+        return ledger_at(self.usage_db_url) if self.usage_db_url else None
 
     def _usage_source(self) -> Any:
         """The `QHubClusterOptions` (config and plans), or None with another options source."""
         source = getattr(self, "cluster_options", None)
         return source if hasattr(source, "plan_source") and hasattr(source, "config") else None
+
+    def _usage_mode(self) -> str:
+        if self._usage_source() is None:
+            return ""
+        if self.usage_db_url:
+            return "ledger"
+        return "hub" if self.usage_through_hub else ""
 
     async def _usage_plan(self, username: str) -> Any:
         cache = self.__dict__.setdefault("_qhub_usage_plans", {})
@@ -70,111 +90,115 @@ class DaskUsageMixin(LoggingConfigurable):
         cache[username] = (time.monotonic(), hub_plan)
         return hub_plan
 
-    async def _usage_worker_resources(self, cluster: Any, hub_plan: Any) -> Resources:
-        env = cluster.config.get("environment") or {}
-        name = env.get("QHUB_DASK_PROFILE", "")
-        profile = hub_plan.dask_worker_profiles.get(name)
-        if profile is None:
-            return Resources(profile=name)
-        return worker_resources(name, profile)
+    async def _ask_hub(self, path: str, body: dict) -> dict:
+        source = self._usage_source().plan_source.resolved()
+        if not source.api_url:
+            raise UsageUnavailable("no hub API URL is configured")
+        url = f"{source.api_url.rstrip('/')}/qhub/usage/dask{path}"
+        try:
+            async with httpx.AsyncClient(timeout=HUB_TIMEOUT) as client:
+                response = await client.post(url, json=body, headers=source.headers())
+        except httpx.HTTPError as e:
+            raise UsageUnavailable(f"the hub at {source.api_url} cannot be reached ({type(e).__name__})") from None
+        if response.status_code != 200:
+            raise UsageUnavailable(f"the hub answered HTTP {response.status_code}: {response.text[:300]}")
+        return response.json()
 
-    async def usage_room(self, cluster: Any, wanted: int) -> tuple[Decision, Resources, Any] | None:
-        """How many workers `cluster` may have (of `wanted`), given everything else its owner and
-        their groups run; None when usage is not tracked here."""
-        ledger, source = self._usage_ledger(), self._usage_source()
-        if ledger is None or source is None:
+    async def usage_decide(self, cluster: Any, wanted: int, workers: list[str] | None) -> tuple[int, str] | None:
+        """(workers allowed of `wanted`, refusal message), recording `workers` when given;
+        None when usage is not tracked here."""
+        mode = self._usage_mode()
+        if not mode:
             return None
+        profile = (cluster.config.get("environment") or {}).get("QHUB_DASK_PROFILE", "")
+        if mode == "hub":
+            answer = await self._ask_hub(f"/{cluster.name}", {"user": cluster.username, "profile": profile,
+                                                              "wanted": wanted, "workers": workers})
+            return int(answer["allowed"]), str(answer.get("message") or "")
         hub_plan = await self._usage_plan(cluster.username)
-        plan = hub_plan.plan
-        resources = await self._usage_worker_resources(cluster, hub_plan)
-        config = source.config
-        mine, by_group = ledger.totals(plan.username, plan.group_names)
-        # this cluster's own workers are what is being decided: count everything else
-        for interval in ledger.open_intervals(DASK_WORKER, key_prefix=f"dask/{cluster.name}/"):
-            mine = _less(mine, interval.cores)
-            if interval.charged_group in by_group:
-                by_group[interval.charged_group] = _less(by_group[interval.charged_group], interval.cores)
-        decision = decide(config.limits, plan.username, plan.group_names, resources.worker_unit(), wanted,
-                          user_usage=mine, group_usage=by_group, currency=config.usage.currency,
-                          what="workers")
-        return decision, resources, plan
+        decision = cluster_heartbeat(self._usage_ledger(), self._usage_source().config, hub_plan.plan,
+                                     cluster.name, profile, wanted, workers)
+        return decision.count, decision.message
 
     # -- the hooks --
 
     async def forward_message_to_scheduler(self, cluster: Any, msg: dict) -> Any:
         if msg.get("op") == "scale" and isinstance(msg.get("count"), int):
-            room = await self.usage_room(cluster, msg["count"])
-            if room is not None and not room[0].allowed:
+            try:
+                answer = await self.usage_decide(cluster, msg["count"], None)
+            except UsageUnavailable as e:
+                raise web.HTTPServiceUnavailable(reason=f"Cannot check your limits now: {e}.") from None
+            if answer is not None and answer[0] < msg["count"]:
                 raise web.HTTPForbidden(reason=_one_line(
-                    f"Cannot scale {cluster.name} to {msg['count']} workers: at most {room[0].count} "
-                    f"fit. {room[0].message}"))
+                    f"Cannot scale {cluster.name} to {msg['count']} workers: at most {answer[0]} fit. "
+                    f"{answer[1]}"))
         return await super().forward_message_to_scheduler(cluster, msg)
 
     async def on_cluster_heartbeat(self, cluster_name: str, msg: dict) -> Any:
         try:
             await self._usage_heartbeat(cluster_name, msg)
-        except Exception:  # noqa: BLE001 - the heartbeat must go on; the next one retries
-            self.log.exception("Usage bookkeeping of cluster %s failed", cluster_name)
+        except Exception as e:  # noqa: BLE001 - the heartbeat must go on; the next one retries
+            self.log.warning("Usage bookkeeping of cluster %s failed: %s", cluster_name, e)
         return await super().on_cluster_heartbeat(cluster_name, msg)
 
     async def _usage_heartbeat(self, cluster_name: str, msg: dict) -> None:
-        ledger = self._usage_ledger()
-        if ledger is None or self._usage_source() is None:
+        if not self._usage_mode():
             return
         cluster = await self.get_cluster(cluster_name)
         if cluster is None:
             return
-        count = msg.get("count")
-        room = await self.usage_room(cluster, count if isinstance(count, int) else 0)
-        if room is None:
-            return
-        decision, resources, plan = room
-        if isinstance(count, int) and count > decision.count:
+        count = msg.get("count") if isinstance(msg.get("count"), int) else 0
+        workers = sorted({str(w) for w in [*msg.get("active_workers", ()), *msg.get("closing_workers", ())]})
+        answer = await self.usage_decide(cluster, count, workers)
+        if answer is not None and count > answer[0]:
             self.log.info("Cluster %s asks for %d workers; its owner's limits leave room for %d: %s",
-                          cluster_name, count, decision.count, decision.message)
-            msg["count"] = decision.count  # adaptive scaling and scale() stay within the limits
-        live = {str(w) for w in [*msg.get("active_workers", ()), *msg.get("closing_workers", ())]}
-        prefix = f"dask/{cluster_name}/"
-        recorded = {i.key for i in ledger.open_intervals(DASK_WORKER, key_prefix=prefix)}
-        keys = {worker_key(cluster_name, w): w for w in live}
-        charged = decision.charged_group or plan.primary_group
-        for key in sorted(set(keys) - recorded):
-            ledger.open(DASK_WORKER, key, plan.username, plan.group_names, resources,
-                        charged_group=charged, cluster=cluster_name)
-        ledger.close_many(recorded - set(keys), "scale-down")
-        ledger.touch(recorded & set(keys))
+                          cluster_name, count, answer[0], answer[1])
+            msg["count"] = answer[0]  # adaptive scaling and scale() stay within the limits
 
     async def stop_cluster(self, cluster_name: str, failed: bool = False) -> Any:
         result = await super().stop_cluster(cluster_name, failed=failed)
-        ledger = self._usage_ledger()
-        if ledger is not None:
-            keys = [i.key for i in ledger.open_intervals(DASK_WORKER, key_prefix=f"dask/{cluster_name}/")]
-            ledger.close_many(keys, "cluster-stopped")
+        try:
+            mode = self._usage_mode()
+            if mode == "ledger":
+                cluster_stopped(self._usage_ledger(), cluster_name)
+            elif mode == "hub":
+                await self._ask_hub(f"/{cluster_name}", {"stopped": True})
+        except Exception as e:  # noqa: BLE001 - stopping must not fail; recovery closes them later
+            self.log.warning("Could not record the end of cluster %s's workers: %s", cluster_name, e)
         return result
 
     async def setup(self, app: Any) -> None:
         await super().setup(app)
-        ledger = self._usage_ledger()
-        if ledger is None:
-            self.log.warning("usage_db_url (or $%s) is unset: Dask workers are not recorded in the "
-                             "usage ledger and not held to the usage limits", USAGE_DB_ENV)
+        mode = self._usage_mode()
+        if not mode:
+            self.log.warning("Dask workers are not recorded in the usage ledger nor held to the usage "
+                             "limits (no usage_db_url / $%s and usage_through_hub is off, or the cluster "
+                             "options are not qhub's)", USAGE_DB_ENV)
             return
         from dask_gateway_server.models import ClusterStatus
 
-        running = await self.list_clusters(statuses=[ClusterStatus.PENDING, ClusterStatus.RUNNING])
-        names = {c.name for c in running}
-        stale = [i.key for i in ledger.open_intervals(DASK_WORKER) if i.cluster not in names]
-        if stale:
-            ledger.recover(DASK_WORKER, running={i.key for i in ledger.open_intervals(DASK_WORKER)
-                                                 if i.cluster in names})
-            self.log.info("Usage: closed %d Dask worker interval(s) of clusters that no longer run",
-                          len(stale))
+        running = [c.name for c in await self.list_clusters(statuses=[ClusterStatus.PENDING,
+                                                                      ClusterStatus.RUNNING])]
+        # in the background: the hub may start after the gateway (it waits for its services)
+        self.__dict__["_qhub_usage_recovery"] = asyncio.ensure_future(self._usage_recover(mode, running))
 
-
-def _less(totals: Any, cores: float) -> Any:
-    from dataclasses import replace
-
-    return replace(totals, dask_worker_cores=max(0.0, totals.dask_worker_cores - cores))
+    async def _usage_recover(self, mode: str, running: list[str], attempts: int = 60) -> None:
+        for attempt in range(attempts):
+            try:
+                if mode == "ledger":
+                    closed = recover_clusters(self._usage_ledger(), running)
+                else:
+                    closed = (await self._ask_hub("", {"running": running}))["closed"]
+            except Exception as e:  # noqa: BLE001 - retried; the gateway runs meanwhile
+                if attempt == attempts - 1:
+                    self.log.warning("Could not close the workers of clusters that no longer run: %s", e)
+                    return
+                await asyncio.sleep(5)
+                continue
+            if closed:
+                self.log.info("Usage: closed %d Dask worker interval(s) of clusters that no longer run",
+                              len(closed))
+            return
 
 
 def _one_line(text: str) -> str:

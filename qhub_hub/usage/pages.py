@@ -20,6 +20,7 @@ from tornado import web
 
 from ..config_errors import ConfigError
 from ..hub_identity import get_config
+from .api import USAGE_DASK_PATH, DaskUsageHandler
 from .chart import stacked_bars
 from .hub import hub_ledger, start_hub_usage
 from .ledger import Ledger, month_start
@@ -134,4 +135,5 @@ class UsagePageHandler(BaseHandler):
 
 def usage_handlers(app: Any, config_path: str) -> list[tuple[str, type, dict[str, Any]]]:
     start_hub_usage(app)
-    return [(USAGE_PATH, UsagePageHandler, {"config_path": config_path})]
+    return [(USAGE_PATH, UsagePageHandler, {"config_path": config_path}),
+            (USAGE_DASK_PATH, DaskUsageHandler, {"config_path": config_path})]

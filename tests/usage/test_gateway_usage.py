@@ -1,4 +1,5 @@
-"""Dask workers through a real dask-gateway-server (QHubLocalBackend, real Unix users, a real hub):
+"""Dask workers through a real dask-gateway-server (QHubLocalBackend, real Unix users, a real hub),
+with the gateway writing the ledger and with the gateway asking the hub:
 each worker's life is recorded in the usage ledger; `cluster.scale()` beyond the group's worker-core
 limit is refused with 403 and the figures; adaptive scaling stays within the limit; stopping a
 cluster closes its workers' intervals.
@@ -38,8 +39,10 @@ GROUPS = {"gwuusers": 42900, "gwuml": 42910}
 USERS = {"gwuann": (42901, "gwuusers", ["gwuml"]), "gwuben": (42902, "gwuusers", ["gwuml"])}
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[GatewayStack]:
+@pytest.fixture(scope="module", params=["gateway-writes", "through-the-hub"])
+def stack(request) -> Iterator[GatewayStack]:
+    """`gateway-writes`: the gateway has the ledger's URL (the embedded mode); `through-the-hub`:
+    it has none and asks the hub's usage endpoint (the Kubernetes chart's way)."""
     if os.geteuid() != 0:
         pytest.skip("needs root: the gateway starts Dask processes as real Unix users")
     base = base_folder("qhub-usage-gw-")
@@ -58,9 +61,12 @@ def stack() -> Iterator[GatewayStack]:
         "cull": {"cluster_idle_timeout": 300},
         "limits": {"groups": {"gwuml": {"dask_worker_cores": 2}}},
     }
-    ledger_url = f"sqlite:///{base / 'qhub-usage.sqlite'}"
-    saved = os.environ.get("QHUB_USAGE_DB")
-    os.environ["QHUB_USAGE_DB"] = ledger_url  # the hub and the gateway share the ledger
+    saved = os.environ.pop("QHUB_USAGE_DB", None)
+    if request.param == "gateway-writes":
+        ledger_url = f"sqlite:///{base / 'qhub-usage.sqlite'}"
+        os.environ["QHUB_USAGE_DB"] = ledger_url  # the hub and the gateway share the ledger
+    else:
+        ledger_url = f"sqlite:///{base / 'hub' / 'qhub-usage.sqlite'}"  # beside the hub's database
     stack = GatewayStack(base, config)
     try:
         accounts.create()
@@ -190,3 +196,14 @@ def test_a_gateway_crash_closes_its_workers_at_their_last_seen_time(stack: Gatew
     ended = [r for r in Ledger(stack.ledger_url).intervals() if r.cluster == cluster.name]
     assert len(ended) == 2 and {r.end_reason for r in ended} == {"recovered"}
     assert all(seen - 6 <= r.end <= crashed_at for r in ended), [(r.end, seen, crashed_at) for r in ended]
+
+
+def test_users_cannot_write_dask_usage_through_the_hub(stack: GatewayStack) -> None:
+    from tests.support.process import request_json
+
+    token = stack.token("gwuann", scopes=["custom:qhub:plans:read!user=gwuann", "read:users:name!user=gwuann"])
+    status, body = request_json("POST", f"{stack.hub.url}/hub/api/qhub/usage/dask/fake",
+                                {"user": "gwuann", "profile": "Small Worker", "wanted": 99, "workers": ["w"]},
+                                {"Authorization": f"token {token}"})
+    assert status == 403 and "custom:qhub:plans:read for every user" in body["message"]
+    assert open_workers(stack, "fake") == []

@@ -43,6 +43,14 @@ def test_a_server_start_does_not_import_the_rfc3987_grammar() -> None:
     assert loaded.strip() == "[]"
 
 
+def test_our_server_side_modules_do_not_import_the_config_model() -> None:
+    # every server imports the kernel spec manager (qhub_hub.conda_store.kernels) and server_start
+    loaded = env_python("import sys, qhub_hub.conda_store.kernels, qhub_hub.server_start; "
+                        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic' "
+                        "or m in ('qhub_hub.config', 'qhub_hub.policy')))")
+    assert loaded.strip() == "[]"
+
+
 def test_jupyter_events_still_validates_its_events_and_uri_formats() -> None:
     out = env_python("""
 import io, logging, jsonschema

@@ -15,8 +15,9 @@
 
 conda-store imports the `conda` library. When its environment has no real conda (PyPI does not
 ship it), the stand-in `qhub_hub/conda_store/conda_shim` goes on its path and `up` says so: specs
-are checked and stored, and every build fails with its reason in conda-store's build log (UI and
-API) and in the hub's log. Builds also fail, the same visible way, when conda channels cannot be
+are checked and stored, and every build fails at its first step, a ``conda`` command
+(``<state>/conda-store/no-conda``) that says why, in conda-store's build log (UI and API) and in
+the hub's log. Builds also fail, the same visible way, when conda channels cannot be
 reached. Nothing waits for a build.
 
 ``<state>/conda-store/embedded.json`` records what `up` started, for the hub's config.
@@ -116,13 +117,25 @@ def environment(settings: PlatformSettings, secrets: Mapping[str, str], uses_sta
     }
     if uses_standin:
         env["PYTHONPATH"] = str(SHIM)
+        env["QHUB_CONDA_STORE_NO_CONDA"] = str(settings.conda_store_dir / NO_CONDA)
     return env
+
+
+NO_CONDA = "no-conda"
+NO_CONDA_TEXT = """#!/bin/sh
+# conda-store's conda command while conda is not installed for it (qhub_hub.local.conda_store)
+echo "qhub-hub: this machine's conda-store cannot build environments: conda and mamba are not installed" \\
+     "in its environment ({env}); conda is not on PyPI. Install conda and mamba there, or point" \\
+     "conda_store.url at a conda-store that can build." >&2
+exit 1
+"""
 
 
 CONFIG_TEXT = """\
 # conda-store's config for qhub-hub's embedded mode; written by `qhub-hub local up` at every start.
 # Settings come from the environment (qhub_hub.conda_store.server_config.settings_from_environment);
 # the qhub config is the file's, or its last good copy while the file is invalid (said in the log).
+import os
 import sys
 
 from qhub_hub.conda_store.server_config import configure, settings_from_environment
@@ -133,6 +146,8 @@ loaded = load_with_fallback(settings.qhub_config_file)
 if loaded.from_copy:
     print("qhub-hub: " + loaded.note(settings.qhub_config_file), file=sys.stderr)
 configure(c, loaded.config, settings)  # noqa: F821
+if os.environ.get("QHUB_CONDA_STORE_NO_CONDA"):  # no conda here: builds fail saying so
+    c.CondaStore.conda_command = os.environ["QHUB_CONDA_STORE_NO_CONDA"]  # noqa: F821
 """
 
 
@@ -144,6 +159,8 @@ def prepare(settings: PlatformSettings, secrets: Mapping[str, str]) -> EmbeddedC
     (folder / CONFIG_NAME).write_text(CONFIG_TEXT)
     store = describe(settings, secrets, uses_standin=not has_real_conda())
     _write_private(folder / STATE_NAME, json.dumps(asdict(store), indent=1) + "\n")
+    (folder / NO_CONDA).write_text(NO_CONDA_TEXT.format(env=conda_store_env()))
+    os.chmod(folder / NO_CONDA, 0o755)
     return store
 
 

@@ -366,8 +366,10 @@ def test_conda_store_builds_fail_visibly(journey, carol):
         time.sleep(2)
     assert {b["status"] for b in builds} == {"FAILED"}, builds
     hub_log = journey.log("hub.log")
-    for name in ("dask", "analytics"):
-        assert re.search(rf"conda-store global/{name}: \w+ \(build \d+: FAILED\)", hub_log), hub_log[-3000:]
+    for name in ("dask", "analytics"):  # with the reason
+        assert re.search(rf"conda-store global/{name}: \w+ \(build \d+: FAILED\): .*this machine's "
+                         "conda-store cannot build environments: conda and mamba are not installed",
+                         hub_log), hub_log[-3000:]
 
 
 def test_built_environments_appear_as_kernels(journey, carol):

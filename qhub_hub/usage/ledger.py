@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -57,14 +58,27 @@ intervals = sa.Table(
 )
 
 
+# Seconds and cost of the closed intervals, per label set: what the Prometheus counters add the
+# open intervals' running part to, so a scrape never sums the whole history.
+totals_table = sa.Table(
+    "qhub_usage_totals", metadata,
+    sa.Column("username", sa.String(255), primary_key=True),
+    sa.Column("charged_group", sa.String(64), primary_key=True),  # "" when none
+    sa.Column("profile", sa.String(255), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("intervals", sa.Integer, nullable=False, default=0),
+    sa.Column("seconds", sa.Float, nullable=False, default=0.0),
+    sa.Column("cost", sa.Float, nullable=False, default=0.0),
+)
+
 # Built once (statement construction is most of a write's cost): close the open intervals of
 # :keys at :t, never before they started (a clock stepped backwards), because of :reason.
-_END = sa.case((intervals.c.start > sa.bindparam("t"), intervals.c.start), else_=sa.bindparam("t"))
-_CLOSE = intervals.update().where(
-    intervals.c.key.in_(sa.bindparam("keys", expanding=True)), intervals.c.end.is_(None)
-).values(end=_END, seen=_END, end_reason=sa.bindparam("reason"))
-
-
+_OPEN_ROWS = sa.select(
+    intervals.c.id, intervals.c.start, intervals.c.seen, intervals.c.username, intervals.c.charged_group,
+    intervals.c.profile, intervals.c.kind, intervals.c.cost_per_hour,
+).where(intervals.c.key.in_(sa.bindparam("keys", expanding=True)), intervals.c.end.is_(None))
+_END_ROW = intervals.update().where(intervals.c.id == sa.bindparam("row_id")).values(
+    end=sa.bindparam("row_end"), seen=sa.bindparam("row_end"), end_reason=sa.bindparam("reason"))
 _OPEN = intervals.insert()
 
 
@@ -148,6 +162,11 @@ class Ledger:
         self.clock = clock
         self.engine = _engine(url)
         metadata.create_all(self.engine)
+        with self.engine.connect() as conn:  # a ledger from before the totals table: fill it once
+            empty = conn.execute(sa.select(sa.func.count()).select_from(totals_table)).scalar() == 0
+            closed = conn.execute(sa.select(intervals.c.id).where(intervals.c.end.is_not(None)).limit(1)).first()
+        if empty and closed is not None:
+            rebuild_totals(self)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -179,18 +198,12 @@ class Ledger:
         nobody watched, e.g. with the hub down) ends at its last seen time, reason "recovered".
         """
         now = self.clock() if end is None else end
+        measured = {"cpu_seconds": cpu_seconds, "peak_memory": peak_memory}
         with self.engine.begin() as conn:
-            if stale_after is not None:
-                stale = conn.execute(sa.select(intervals.c.id, intervals.c.seen).where(
-                    intervals.c.key == key, intervals.c.end.is_(None),
-                    intervals.c.seen < now - stale_after)).all()
-                for row in stale:
-                    conn.execute(intervals.update().where(intervals.c.id == row.id).values(
-                        end=row.seen, end_reason="recovered"))
-                if stale:
-                    return True
-            return self._close(conn, [key], now, reason, cpu_seconds=cpu_seconds,
-                               peak_memory=peak_memory) > 0
+            rows = conn.execute(_OPEN_ROWS, {"keys": [key]}).all()
+            if stale_after is not None and any(r.seen < now - stale_after for r in rows):
+                return _end_rows(conn, rows, "recovered", at_seen=True, **measured) > 0
+            return _end_rows(conn, rows, reason, end=now, **measured) > 0
 
     def close_many(self, keys: Collection[str], reason: str, *, end: float | None = None) -> int:
         if not keys:
@@ -200,16 +213,11 @@ class Ledger:
             return self._close(conn, list(keys), now, reason)
 
     @staticmethod
-    def _close(conn: sa.Connection, keys: list[str], end: float, reason: str,
-               **measured: float | int | None) -> int:
+    def _close(conn: sa.Connection, keys: list[str], end: float, reason: str) -> int:
         total = 0
         for chunk in range(0, len(keys), 500):
-            total += conn.execute(_CLOSE, {"keys": keys[chunk:chunk + 500], "t": end,
-                                           "reason": reason}).rowcount
-        extra = {k: v for k, v in measured.items() if v is not None}
-        if extra and total:
-            conn.execute(intervals.update().where(intervals.c.key.in_(keys), intervals.c.end == end,
-                                                  intervals.c.end_reason == reason).values(**extra))
+            rows = conn.execute(_OPEN_ROWS, {"keys": keys[chunk:chunk + 500]}).all()
+            total += _end_rows(conn, rows, reason, end=end)
         return total
 
     def touch(self, keys: Collection[str], *, at: float | None = None) -> None:
@@ -233,9 +241,9 @@ class Ledger:
             if key_prefix:
                 query = query.where(intervals.c.key.startswith(key_prefix, autoescape=True))
             stale = [r for r in conn.execute(query) if r.key not in running]
-            for row in stale:
-                conn.execute(intervals.update().where(intervals.c.id == row.id).values(
-                    end=row.seen, end_reason="recovered"))
+            for chunk in range(0, len(stale), 500):
+                rows = conn.execute(_OPEN_ROWS, {"keys": [r.key for r in stale[chunk:chunk + 500]]}).all()
+                _end_rows(conn, rows, "recovered", at_seen=True)
         return [r.key for r in stale]
 
     # -- reading --
@@ -264,6 +272,23 @@ class Ledger:
                 by: tuple[str, ...] = ("username",)) -> list[SummaryRow]:
         """Usage inside [since, until) grouped by columns of `SUMMARY_COLUMNS`."""
         return summarize(self, since, self.clock() if until is None else until, by)
+
+    def counters(self, now: float | None = None) -> list[SummaryRow]:
+        """Seconds and cost so far per (user, charged group, profile, kind): the closed totals plus
+        the open intervals until `now`. Cheap: never sums the whole history."""
+        now = self.clock() if now is None else now
+        merged: dict[tuple, list[float]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(sa.select(totals_table)):
+                merged[(r.username, r.charged_group, r.profile, r.kind)] = [r.intervals, r.seconds, r.cost]
+        for i in self.open_intervals():
+            key = (i.username, i.charged_group or "", i.profile, i.kind)
+            seconds = max(0.0, now - i.start)
+            acc = merged.setdefault(key, [0, 0.0, 0.0])
+            acc[0] += 1
+            acc[1] += seconds
+            acc[2] += seconds * i.cost_per_hour / 3600
+        return [SummaryRow(key, int(n), sec, 0.0, 0.0, cost) for key, (n, sec, cost) in sorted(merged.items())]
 
     def totals(self, username: str, groups: Iterable[str], *, now: float | None = None
                ) -> tuple[Totals, dict[str, Totals]]:
@@ -294,6 +319,50 @@ class Ledger:
                     window, intervals.c.charged_group.in_(groups)).group_by(intervals.c.charged_group))
                 by_group = {r[0]: _totals(r[1:]) for r in rows}
         return _totals(mine), {g: by_group.get(g, Totals()) for g in groups}
+
+
+def _end_rows(conn: sa.Connection, rows: list, reason: str, *, end: float | None = None,
+              at_seen: bool = False, cpu_seconds: float | None = None,
+              peak_memory: int | None = None) -> int:
+    """End open interval `rows` (of `_OPEN_ROWS`) at `end` (or each at its last seen time), never
+    before they started, and add them to the totals."""
+    for row in rows:
+        row_end = max(row.start, row.seen if at_seen else end)
+        conn.execute(_END_ROW, {"row_id": row.id, "row_end": row_end, "reason": reason})
+        if cpu_seconds is not None or peak_memory is not None:
+            conn.execute(intervals.update().where(intervals.c.id == row.id).values(
+                **{k: v for k, v in (("cpu_seconds", cpu_seconds), ("peak_memory", peak_memory))
+                   if v is not None}))
+        _add_to_totals(conn, row, row_end - row.start)
+    return len(rows)
+
+
+def _add_to_totals(conn: sa.Connection, row: Any, seconds: float) -> None:
+    labels = {"username": row.username, "charged_group": row.charged_group or "", "profile": row.profile,
+              "kind": row.kind}
+    cost = seconds * row.cost_per_hour / 3600
+    updated = conn.execute(totals_table.update().where(
+        *(totals_table.c[k] == v for k, v in labels.items())
+    ).values(intervals=totals_table.c.intervals + 1, seconds=totals_table.c.seconds + seconds,
+             cost=totals_table.c.cost + cost)).rowcount
+    if not updated:
+        conn.execute(totals_table.insert().values(**labels, intervals=1, seconds=seconds, cost=cost))
+
+
+def rebuild_totals(ledger: Ledger) -> None:
+    """Recompute the totals of closed intervals from the intervals (after a bulk load)."""
+    end_minus_start = intervals.c.end - intervals.c.start
+    labels = [intervals.c.username, sa.func.coalesce(intervals.c.charged_group, ""), intervals.c.profile,
+              intervals.c.kind]
+    with ledger.engine.begin() as conn:
+        conn.execute(totals_table.delete())
+        rows = conn.execute(sa.select(*labels, sa.func.count(), sa.func.sum(end_minus_start),
+                                      sa.func.sum(end_minus_start * intervals.c.cost_per_hour / 3600))
+                            .where(intervals.c.end.is_not(None)).group_by(*labels)).all()
+        if rows:
+            conn.execute(totals_table.insert(), [
+                {"username": r[0], "charged_group": r[1], "profile": r[2], "kind": r[3], "intervals": r[4],
+                 "seconds": float(r[5] or 0), "cost": float(r[6] or 0)} for r in rows])
 
 
 @dataclass(frozen=True)

@@ -81,3 +81,44 @@ def test_a_scripted_day(tmp_path: Path):
 def test_where_the_ledger_lives(monkeypatch, hub_db, env, expected):
     monkeypatch.setenv("QHUB_USAGE_DB", env)
     assert ledger_url(hub_db) == expected
+
+
+def test_counters_from_the_totals_equal_a_scan_of_the_history(tmp_path: Path):
+    import random
+
+    from qhub_hub.usage.ledger import rebuild_totals
+
+    rng = random.Random(7)
+    clock = FakeClock()
+    ledger = Ledger(f"sqlite:///{tmp_path / 'u.sqlite'}", clock)
+    open_keys: list[str] = []
+    for step in range(300):
+        clock.advance(rng.randint(1, 900))
+        if open_keys and rng.random() < 0.45:
+            key = open_keys.pop(rng.randrange(len(open_keys)))
+            if rng.random() < 0.2:
+                ledger.recover(SERVER if key.startswith("server/") else DASK_WORKER,
+                               running=set(open_keys), key_prefix=key)
+            else:
+                ledger.close(key, "stop")
+        else:
+            user = f"u{rng.randint(0, 5)}"
+            if rng.random() < 0.5:
+                key = server_key(user, str(step))
+                ledger.open(SERVER, key, user, ["g"], rng.choice([GPU, SMALL]), charged_group=rng.choice(["g", None]))
+            else:
+                key = worker_key(f"c{step % 4}", str(step))
+                ledger.open(DASK_WORKER, key, user, ["g"], WORKER, charged_group="g", cluster=f"c{step % 4}")
+            open_keys.append(key)
+            if rng.random() < 0.3:
+                ledger.touch(open_keys)
+    scan = {(r.key[0], r.key[1] or "", r.key[2], r.key[3]): (r.intervals, r.seconds, r.cost)
+            for r in ledger.summary(0.0, clock.now, by=("username", "charged_group", "profile", "kind"))}
+    counted = {r.key: (r.intervals, r.seconds, r.cost) for r in ledger.counters()}
+    assert counted.keys() == scan.keys()
+    for key, (n, seconds, cost) in scan.items():
+        assert counted[key][0] == n and counted[key][1] == pytest.approx(seconds) and \
+            counted[key][2] == pytest.approx(cost), key
+    rebuild_totals(ledger)
+    assert {r.key: (r.intervals, round(r.seconds, 6)) for r in ledger.counters()} == \
+        {k: (v[0], round(v[1], 6)) for k, v in counted.items()}

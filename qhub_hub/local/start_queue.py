@@ -14,10 +14,44 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-_QUEUES: dict[tuple[int, int], asyncio.Semaphore] = {}
+
+class Turns:
+    """`size` turns handed out first come first served (a plain FIFO: asyncio.Semaphore of
+    Python 3.11.2 stopped handing out turns under the hub's load)."""
+
+    def __init__(self, size: int):
+        self.free = size
+        self.waiting: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self) -> None:
+        if self.free > 0 and not self.waiting:
+            self.free -= 1
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self.waiting.append(turn)
+        try:
+            await turn  # done: release() handed this turn over
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release()  # handed over, but its holder is gone: the next one gets it
+            else:
+                self.waiting.remove(turn)
+            raise
+
+    def release(self) -> None:
+        while self.waiting:
+            turn = self.waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self.free += 1
+
+
+_QUEUES: dict[tuple[int, int], Turns] = {}
 
 
 def usable_cpus() -> int:
@@ -31,11 +65,14 @@ def usable_cpus() -> int:
 async def start_turn(size: int) -> AsyncIterator[None]:
     """Hold one of `size` turns (per event loop) for the block; waits FIFO for a free one."""
     key = (id(asyncio.get_running_loop()), size)
-    queue = _QUEUES.get(key)
-    if queue is None:
-        queue = _QUEUES[key] = asyncio.Semaphore(size)
-    async with queue:
+    turns = _QUEUES.get(key)
+    if turns is None:
+        turns = _QUEUES[key] = Turns(size)
+    await turns.acquire()
+    try:
         yield
+    finally:
+        turns.release()
 
 
 async def wait_listening(port: int, alive: Callable[[], bool], timeout: float,

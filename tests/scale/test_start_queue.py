@@ -70,3 +70,48 @@ def test_a_server_that_exits_gives_up_its_turn() -> None:
 def test_wait_listening_gives_up_after_the_timeout() -> None:
     port = free_port()  # nothing listens there; the "process" stays alive
     assert asyncio.run(wait_listening(port, lambda: True, 0.5)) is False
+
+
+def test_a_cancelled_waiter_does_not_lose_a_turn() -> None:
+    async def run() -> list[str]:
+        got: list[str] = []
+        release_first = asyncio.Event()
+
+        async def holder() -> None:
+            async with start_turn(1):
+                got.append("first")
+                await release_first.wait()
+
+        async def waiter(name: str) -> None:
+            async with start_turn(1):
+                got.append(name)
+
+        first = asyncio.create_task(holder())
+        await asyncio.sleep(0)
+        cancelled = asyncio.create_task(waiter("cancelled"))
+        later = asyncio.create_task(waiter("later"))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        release_first.set()
+        await asyncio.wait_for(asyncio.gather(first, later), 10)
+        async with start_turn(1):  # the turn is free again
+            got.append("again")
+        return got
+
+    assert asyncio.run(run()) == ["first", "later", "again"]
+
+
+def test_fifty_waiters_all_get_their_turn() -> None:
+    async def run() -> int:
+        done = 0
+
+        async def one() -> None:
+            nonlocal done
+            async with start_turn(2):
+                await asyncio.sleep(0.001)
+                done += 1
+
+        await asyncio.wait_for(asyncio.gather(*(one() for _ in range(50))), 30)
+        return done
+
+    assert asyncio.run(run()) == 50

@@ -50,6 +50,7 @@ class DaskUsageHandler(APIHandler):
                                      "user (a platform service's role).")
         body = self._body()
         ledger = hub_ledger(self.db)
+        assert ledger is not None  # a hub always has its database
         self.set_header("Content-Type", "application/json")
         if cluster is None:
             running = body.get("running")

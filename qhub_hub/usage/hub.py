@@ -85,9 +85,13 @@ def _hub_db_url(db: Any) -> str | None:
         return None
 
 
-def hub_ledger(db: Any) -> Ledger:
-    """The ledger of the hub owning the SQLAlchemy session `db`."""
-    return ledger_at(ledger_url(_hub_db_url(db)))
+def hub_ledger(db: Any) -> Ledger | None:
+    """The ledger of the hub owning the SQLAlchemy session `db`; None outside a hub (a spawner
+    without a database, as in unit tests, and no $QHUB_USAGE_DB): nothing is recorded then."""
+    url = _hub_db_url(db)
+    if url is None and not os.environ.get(USAGE_DB_ENV, "").strip():
+        return None
+    return ledger_at(ledger_url(url))
 
 
 def spawner_key(spawner: Any) -> str:
@@ -105,6 +109,8 @@ def admit_server(spawner: Any, config: QHubConfig, plan: UserPlan,
     if getattr(spawner, "_qhub_usage_key", None) == key:
         return getattr(spawner, "_qhub_usage_group", None)
     ledger = hub_ledger(getattr(spawner.user, "db", None))
+    if ledger is None:
+        return None
     resources = server_resources(profile)
     groups = plan.group_names
     mine, by_group = ledger.totals(plan.username, groups)
@@ -143,7 +149,10 @@ def server_stopped(spawner: Any, reason: str = "stop") -> None:
         # not seen for three refreshes: it died while the hub was down; count it until last seen
         measured = getattr(spawner, "qhub_measured", None)  # embedded mode: from the server's cgroup
         spawner.qhub_measured = None
-        hub_ledger(getattr(spawner.user, "db", None)).close(
+        ledger = hub_ledger(getattr(spawner.user, "db", None))
+        if ledger is None:
+            return
+        ledger.close(
             key, reason, stale_after=3 * _refresh[0],
             cpu_seconds=getattr(measured, "cpu_seconds", None),
             peak_memory=getattr(measured, "peak_memory", None))
@@ -228,9 +237,11 @@ def budget_html(spawner: Any, config: QHubConfig, plan: UserPlan) -> str:
     """The spawn page's line: the user's usage this month against the grants that cover them."""
     import html
 
+    ledger = hub_ledger(getattr(spawner.user, "db", None))
+    if ledger is None:
+        return ""
     try:
-        lines = usage_of(hub_ledger(getattr(spawner.user, "db", None)), config, plan.username,
-                     plan.group_names)
+        lines = usage_of(ledger, config, plan.username, plan.group_names)
     except Exception:  # noqa: BLE001 - the form must show even when the ledger cannot be read
         _log.exception("Could not read the usage of %s for the spawn page", plan.username)
         return ""

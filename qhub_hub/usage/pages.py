@@ -110,6 +110,7 @@ class UsagePageHandler(BaseHandler):
         except ConfigError:
             currency, limits = "", None
         ledger = hub_ledger(self.db)
+        assert ledger is not None  # a hub always has its database
         now = ledger.clock()
         since = month_start(now)
         day_end = (datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -229,6 +229,15 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
                       f" in cgroups {list(cgroup.dirs)}" if cgroup else "")
         host = self.ip or "127.0.0.1"
         async with start_turn(self.concurrent_starts or usable_cpus()):  # see start_queue.py
+            if self._prepared.runtime_dir:  # again: while this start waited for its turn, a
+                # `local down` (another platform's) may have removed the folder of a uid without
+                # processes (remove_idle_runtime_dirs)
+                try:
+                    ensure_runtime_dir(self.runtime_dir_root, plan.uid, plan.gid)
+                except OSError as e:
+                    raise SpawnRefused(500, f"Cannot start the server of {plan.username!r}: its "
+                                            f"private runtime folder in {self.runtime_dir_root} "
+                                            f"({e})") from None
             try:
                 proc, gate = start_process(spec, log_path=log_path, gated=cgroup is not None)
             except ProcessStartError as e:

@@ -20,8 +20,8 @@ from contextlib import asynccontextmanager
 
 
 class Turns:
-    """`size` turns handed out first come first served (a plain FIFO: asyncio.Semaphore of
-    Python 3.11.2 stopped handing out turns under the hub's load)."""
+    """`size` turns handed out strictly first come first served, a turn handed over by
+    `release` directly to the next waiter (no newcomer can take it in between)."""
 
     def __init__(self, size: int):
         self.free = size

@@ -30,6 +30,7 @@ from aiohttp import web
 from traitlets import Bool, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from ..hub_plans import PlanUnavailable
 from .dask import cluster_heartbeat, cluster_stopped, recover_clusters
 from .hub import USAGE_DB_ENV, ledger_at
 from .ledger import Ledger
@@ -115,7 +116,10 @@ class DaskUsageMixin(LoggingConfigurable):
             answer = await self._ask_hub(f"/{cluster.name}", {"user": cluster.username, "profile": profile,
                                                               "wanted": wanted, "workers": workers})
             return int(answer["allowed"]), str(answer.get("message") or "")
-        hub_plan = await self._usage_plan(cluster.username)
+        try:
+            hub_plan = await self._usage_plan(cluster.username)
+        except PlanUnavailable as e:
+            raise UsageUnavailable(str(e)) from None
         decision = cluster_heartbeat(self._usage_ledger(), self._usage_source().config, hub_plan.plan,
                                      cluster.name, profile, wanted, workers)
         return decision.count, decision.message

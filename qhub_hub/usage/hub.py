@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +115,13 @@ def admit_server(spawner: Any, config: QHubConfig, plan: UserPlan,
     resources = server_resources(profile)
     groups = plan.group_names
     mine, by_group = ledger.totals(plan.username, groups)
-    # a session left open under this key (a crash) is replaced, so it does not count against itself
+    # a session left open under this key (a crash, not reconciled yet) ends at its last sighting
+    # and does not count against the new one
     stale = [i for i in ledger.open_intervals(SERVER, username=plan.username) if i.key == key]
     for interval in stale:
         mine, by_group = _without(interval, mine, by_group)
+    if stale:
+        ledger.close(key, "replaced", stale_after=3 * _refresh[0])
     decision = decide(config.limits, plan.username, groups, resources.server_unit(), 1,
                       user_usage=mine, group_usage=by_group, currency=config.usage.currency)
     if not decision.allowed:
@@ -130,8 +134,6 @@ def admit_server(spawner: Any, config: QHubConfig, plan: UserPlan,
 
 
 def _without(interval: Any, mine: Any, by_group: dict) -> tuple[Any, dict]:
-    from dataclasses import replace
-
     def less(t: Any) -> Any:
         return replace(t, servers=max(0, t.servers - 1), gpus=max(0, t.gpus - interval.gpus))
 

@@ -50,8 +50,9 @@ OS_RELEASE = Path("/etc/os-release")
 
 @dataclass
 class Timings:
-    """Seconds per phase of `up`, for the benchmark and the user."""
+    """Seconds per phase of `up`, for the benchmark and the user; what had to be built."""
     phases: dict[str, float] = field(default_factory=dict)
+    built: list[str] = field(default_factory=list)  # "kubernetes" and image names not found cached
 
     def add(self, name: str, started: float) -> None:
         self.phases[name] = round(time.monotonic() - started, 1)
@@ -316,6 +317,8 @@ def up(*, build_images: bool = True) -> Timings:
 
     started = time.monotonic()
     with step("kubernetes binaries"):
+        if kubebuild.cached_binaries() is None:
+            timings.built.append("kubernetes")
         kbin = kubebuild.build(cache_logs / "kubernetes-build.log")
     timings.add("kubernetes", started)
 
@@ -327,6 +330,7 @@ def up(*, build_images: bool = True) -> Timings:
     for name, image in built.items():
         if image.built_seconds is not None:
             timings.phases[f"image_{name}"] = round(image.built_seconds, 1)
+            timings.built.append(name)
 
     processes_started = started = time.monotonic()
     ip, name = node_ip(), node_name()

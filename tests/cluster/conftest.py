@@ -89,6 +89,7 @@ def dev_cluster() -> Iterator[Cluster]:
     reason = _why_not()
     if reason:
         pytest.skip(reason)
+    cluster.down()  # an earlier cluster (scripts/cluster up) would spoil the baseline
     baseline = cluster.leftovers()
     try:
         timings = cluster.up()

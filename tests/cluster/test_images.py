@@ -36,6 +36,8 @@ def test_hub_runs_jupyterhub_and_our_plugins(dev_cluster):
 def test_lab_names_an_arbitrary_uid_through_nss_wrapper(dev_cluster, tmp_path):
     (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nkczed:x:48123:48100:zed:/tmp:/bin/bash\n")
     (tmp_path / "group").write_text("root:x:0:\nkcusers:x:48100:\nkcteam:x:48200:kczed\n")
+    for path in (tmp_path, tmp_path / "passwd", tmp_path / "group"):
+        path.chmod(0o755 if path.is_dir() else 0o644)  # as the init container writes them
     library = QHubKubeSpawner.nss_wrapper_library.default_value  # what the spawner preloads
     nss = ("-v", f"{tmp_path}:/etc/qhub-nss:ro", "-e", f"LD_PRELOAD={library}",
            "-e", "NSS_WRAPPER_PASSWD=/etc/qhub-nss/passwd", "-e", "NSS_WRAPPER_GROUP=/etc/qhub-nss/group",

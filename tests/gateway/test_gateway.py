@@ -149,7 +149,8 @@ def test_the_form_depends_on_the_user(stack: GatewayStack) -> None:
     assert carol["profile"]["spec"]["options"] == ["Small Worker", "Large Worker"]
     assert bob["profile"]["spec"]["options"] == ["Small Worker"]
     olddask = ", global/olddask" if OLD_DASK.is_dir() else ""
-    assert carol["environment"]["label"].endswith(f"Yours: gwml/ml-env, global/dask{olddask}")
+    # conda-store environments first, then the server's own (the embedded default, `server`)
+    assert carol["environment"]["label"].endswith(f"Yours: gwml/ml-env, global/dask{olddask}, server")
     assert "gwml/ml-env" not in bob["environment"]["label"]
 
 

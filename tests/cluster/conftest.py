@@ -89,6 +89,10 @@ def dev_cluster() -> Iterator[Cluster]:
     reason = _why_not()
     if reason:
         pytest.skip(reason)
+    if os.environ.get("QHUB_CLUSTER_REUSE") == "1" and all(cluster.status().values()):
+        # while working on the tests: the cluster of `scripts/cluster up`, left running
+        yield Cluster(KUBECONFIG, {}, cluster.leftovers())
+        return
     cluster.down()  # an earlier cluster (scripts/cluster up) would spoil the baseline
     baseline = cluster.leftovers()
     try:

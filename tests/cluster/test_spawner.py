@@ -14,6 +14,7 @@ import os
 import stat
 
 import pytest
+import pytest_asyncio
 
 from qhub_hub.spawner import QHubKubeSpawner
 from tests.hub.conftest import example_data, write_config
@@ -24,7 +25,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.asyncio(loop_scope="module"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 NS = "kc-spawn"
-IDP_USER, IDP_UID = "kcgina", 48100
+IDP_USER = "kcgina"
 
 
 @pytest.fixture(scope="module")
@@ -58,16 +59,17 @@ async def spawn(user: HubUser, profile: str = "small") -> QHubKubeSpawner:
     return spawner
 
 
-@pytest.fixture(scope="module")
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def carol(setting):
     spawner = await spawn(HubUser("carol"))
     yield spawner
     await spawner.stop(now=True)
 
 
-@pytest.fixture(scope="module")
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def gina(setting):
-    spawner = await spawn(HubUser(IDP_USER, auth_state={"qhub": {"idp_groups": ["ml-team"], "uid": IDP_UID}}))
+    # no uid recorded yet: the spawner assigns one from security.dynamic_ids (as at a first login)
+    spawner = await spawn(HubUser(IDP_USER, auth_state={"qhub": {"idp_groups": ["ml-team"]}}))
     yield spawner
     await spawner.stop(now=True)
 
@@ -102,8 +104,10 @@ async def test_carol_writes_in_her_group_folder_and_cannot_list_another(dev_clus
 
 
 async def test_identity_provider_user_gets_a_private_group_and_the_mapped_one(dev_cluster, gina, carol, setting):
+    uid = gina.qhub_user_plan.uid
+    assert uid not in {3001, 3002, 3003, 3004, 3005, 3006} and gina.qhub_user_plan.gid == uid
     assert sh(dev_cluster, gina, "id").stdout.strip() == (
-        f"uid={IDP_UID}({IDP_USER}) gid={IDP_UID}({IDP_USER}) groups={IDP_UID}({IDP_USER}),2003(ml)")
+        f"uid={uid}({IDP_USER}) gid={uid}({IDP_USER}) groups={uid}({IDP_USER}),2003(ml)")
     out = sh(dev_cluster, gina, f"stat -c '%a %U:%G' /home/{IDP_USER}; cat /shared/ml/carol-model.txt").stdout
     assert out.splitlines() == [f"700 {IDP_USER}:{IDP_USER}", "model"]  # the team's folder is shared
     assert not sh(dev_cluster, gina, "ls /shared/data-eng", check=False).returncode == 0  # not hers

@@ -118,22 +118,21 @@ def main() -> None:
     k8s_build = float((kbin.parent / "build-seconds").read_text())
     built = images.recorded_build_times()
 
-    # cold start: containerd's store emptied (the builds stay cached), then warm
-    shutil.rmtree(cluster.CONTAINERD_ROOT, ignore_errors=True)
-    cold, cold_phases = timed_up()
-    cluster.down()
-    warm, warm_phases = timed_up()
-
-    with tempfile.TemporaryDirectory() as tmp:
-        config_path = Path(tmp) / "qhub-config.yaml"
-        shutil.copy(EXAMPLE_CONFIG, config_path)
-        os.environ["QHUB_CONFIG"] = str(config_path)
-        use_kubeconfig(KUBECONFIG)
-        namespace_with_storage(apply, NS)
-        try:
+    try:
+        # cold start: containerd's store emptied (the builds stay cached), then warm
+        shutil.rmtree(cluster.CONTAINERD_ROOT, ignore_errors=True)
+        cold, cold_phases = timed_up()
+        cluster.down()
+        warm, warm_phases = timed_up()
+        with tempfile.TemporaryDirectory() as tmp:
+            config_path = Path(tmp) / "qhub-config.yaml"
+            shutil.copy(EXAMPLE_CONFIG, config_path)
+            os.environ["QHUB_CONFIG"] = str(config_path)
+            use_kubeconfig(KUBECONFIG)
+            namespace_with_storage(apply, NS)
             qhub, anchor = asyncio.run(spawn_rounds(args.rounds))
-        finally:
-            cluster.down()
+    finally:
+        cluster.down()
 
     print(f"Kubernetes {kubebuild.UPSTREAM_VERSION} from Debian's source package, built once: {k8s_build:.0f} s "
           f"({(kbin.parent / 'VERSION').read_text().strip()})")

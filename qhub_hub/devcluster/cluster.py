@@ -108,6 +108,10 @@ def _start(name: str, command: list) -> None:
         proc = subprocess.Popen([str(c) for c in command], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     _pidfile(name).write_text(str(proc.pid))
+    _STARTED[name] = proc
+
+
+_STARTED: dict[str, subprocess.Popen] = {}  # what this process started, to tell a real exit
 
 
 def _alive(pid: int) -> bool:
@@ -166,10 +170,11 @@ def _wait(what: str, check, timeout: float, component: str | None = None) -> Non
     while time.monotonic() < deadline:
         if check():
             return
-        if component and not _running(component):
+        proc = _STARTED.get(component or "")
+        if proc is not None and proc.poll() is not None:
             tail = "\n".join((LOGS / f"{component}.log").read_text(errors="replace").splitlines()[-15:])
-            raise ClusterError(f"{component} exited while waiting for {what}; end of "
-                               f"{LOGS / (component + '.log')}:\n{tail}")
+            raise ClusterError(f"{component} exited (code {proc.returncode}) while waiting for {what}; "
+                               f"end of {LOGS / (component + '.log')}:\n{tail}")
         time.sleep(0.25)
     hint = f" (see {LOGS / (component + '.log')})" if component else ""
     raise ClusterError(f"timed out after {timeout:.0f} s waiting for {what}{hint}")

@@ -108,3 +108,13 @@ def test_refuses_clearly_when_not_debian(tmp_path, monkeypatch):
     monkeypatch.setattr(cluster, "OS_RELEASE", tmp_path / "os-release")
     with pytest.raises(cluster.ClusterError, match="needs Debian"):
         cluster.preflight()
+
+
+def test_helm_from_the_pypi_wheel_talks_to_the_cluster(dev_cluster):
+    """scripts/setup.d/cluster.sh installs helm 4.1.4 next to the Python environment."""
+    helm = Path(sys.prefix) / "bin" / "helm"
+    version = subprocess.run([helm, "version", "--short"], capture_output=True, text=True, check=True)
+    assert version.stdout.startswith("v4.1.4")
+    releases = subprocess.run([helm, "list", "--all-namespaces", "--output", "json",
+                               f"--kubeconfig={dev_cluster.kubeconfig}"], capture_output=True, text=True)
+    assert releases.returncode == 0 and releases.stdout.strip() == "[]", releases.stderr

@@ -58,12 +58,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory, cs_config_file: Path, cs_con
     cs = CondaStoreProcess(workdir / "conda-store", cs_config_file, worker=True,
                            oauth_client_secret=secret)
     service = conda_store_service(api_token=secret, oauth_redirect_uri=f"{cs.url}/oauth_callback/")
-    hub = HubProcess(workdir / "hub", extra_config=f"""
-        c.JupyterHub.authenticator_class = "dummy"
+    # Logins by password "pw" (JupyterHub's dummy authenticator); the plans conda-store asks for
+    # come from the hub's real plan endpoint, over the config and the users' hub groups
+    hub = HubProcess(workdir / "hub", env={"QHUB_CONFIG": str(cs_config_file)}, extra_config=f"""
+        from jupyterhub.auth import DummyAuthenticator
+        from qhub_hub import hub_settings
+        from qhub_hub.plan_api import plan_handlers
+
+        class PlanServingDummy(DummyAuthenticator):
+            def get_handlers(self, app):
+                return [*super().get_handlers(app), *plan_handlers("")]
+
+        c.JupyterHub.authenticator_class = PlanServingDummy
         c.DummyAuthenticator.password = "pw"
+        hub_settings.configure_plan_scope(c)
         c.JupyterHub.services.append({service!r})
         c.JupyterHub.load_roles.append({{"name": "user",
                                         "scopes": ["self", *{user_access_scopes()!r}]}})
+        c.JupyterHub.load_roles.append(hub_settings.plan_readers_role([{service["name"]!r}]))
     """)
     hub.start()
     cs.jupyterhub_url = hub.url

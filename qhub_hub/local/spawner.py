@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,7 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
         help="At most this many user servers start at once; the others wait their turn, first come "
         "first served (a start is CPU work: fifty at once on two cores all end late). A server holds "
         "its turn until it listens on its port or its process ends. 0 (default): twice the number "
-        "of CPUs the hub may use (a start also waits on the disk; fewer left CPU idle).",
+        "of CPUs the hub may use. A negative value: no limit.",
     )
 
     gateway_environment = Dict(
@@ -228,7 +229,9 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
         self.log.info("Starting %s's server %s%s", plan.username, spec.describe(),
                       f" in cgroups {list(cgroup.dirs)}" if cgroup else "")
         host = self.ip or "127.0.0.1"
-        async with start_turn(self.concurrent_starts or 2 * usable_cpus()):  # see start_queue.py
+        starts = self.concurrent_starts or 2 * usable_cpus()
+        turn = start_turn(starts) if starts > 0 else nullcontext()
+        async with turn:  # see start_queue.py
             if self._prepared.runtime_dir:  # again: while this start waited for its turn, a
                 # `local down` (another platform's) may have removed the folder of a uid without
                 # processes (remove_idle_runtime_dirs)

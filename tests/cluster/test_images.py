@@ -28,8 +28,12 @@ def test_every_image_was_built(dev_cluster):
 
 def test_hub_runs_jupyterhub_and_our_plugins(dev_cluster):
     assert run_in("hub", "jupyterhub", "--version").strip().startswith("5.5.")
+    # pycurl: z2jh's jupyterhub_config.py configures tornado's curl client
     out = run_in("hub", "python", "-c", "import qhub_hub.spawner, qhub_hub.authenticator, kubespawner, "
-                 "oauthenticator, jupyterhub_idle_culler; import os; print(os.getuid(), os.getcwd())")
+                 "oauthenticator, jupyterhub_idle_culler, pycurl; "
+                 "from tornado.httpclient import AsyncHTTPClient; "
+                 "AsyncHTTPClient.configure('tornado.curl_httpclient.CurlAsyncHTTPClient'); "
+                 "import os; print(os.getuid(), os.getcwd())")
     assert out.split() == ["1000", "/srv/jupyterhub"]  # z2jh's user and working folder
 
 

@@ -5,6 +5,7 @@ most generous group wins; sessions are closed by stop, the idle culler, and afte
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from qhub_hub.usage.ledger import SERVER, Ledger
+from qhub_hub.usage.ledger import SERVER, Ledger, month_start
 from qhub_hub.usage.resources import Resources
 from tests.hub.conftest import hub_env, password_login, write_config, xsrf_of
 from tests.support.hub import HubProcess
@@ -132,12 +133,15 @@ def test_a_used_up_gpu_budget_refuses_gpus_but_not_cpus(hub):
     h, _ = hub
     stop(h, "dave")
     now = time.time()
-    # 41 GPU-hours charged to ml earlier this month (the month began at least 41 h before T0's tests)
-    start_at = max(now - 41 * 3600 - 600, time.mktime(time.gmtime(now)[:2] + (1, 0, 0, 0, 0, 0, 0)) - time.timezone)
+    # at least 41 GPU-hours charged to ml earlier this month, whatever the day: as many GPUs as
+    # needed over the hour (or less) that has passed since the month began
+    duration = min(3600.0, max(60.0, now - month_start(now) - 120))
+    start_at = now - 60 - duration
     ledger = ledger_of(h)
-    ledger.open(SERVER, "server/seed/", "seed", ["ml"], Resources("gpu", gpus=1, cores=3.0), charged_group="ml",
+    gpus = math.ceil(41 * 3600 / duration)
+    ledger.open(SERVER, "server/seed/", "seed", ["ml"], Resources("gpu", gpus=gpus, cores=3.0), charged_group="ml",
                 start=start_at)
-    ledger.close("server/seed/", "stop", end=start_at + 41 * 3600)
+    ledger.close("server/seed/", "stop", end=start_at + duration)
     status, body = h.api("POST", "/users/dave/server", {"profile": "gpu"})
     assert status == 403, body
     assert "group ml has used 41" in body["message"] and "of 40 GPU-hours this month" in body["message"]
@@ -170,7 +174,9 @@ def test_metrics_carry_usage_with_user_group_and_profile(hub):
     assert carol_seconds is not None and carol_seconds > 0
     assert value("qhub_usage_cost_total", user="carol", group="data-eng", profile="gpu",
                  kind="server") == pytest.approx(carol_seconds * 1.5 / 3600)
-    assert value("qhub_usage_seconds_total", user="seed", group="ml", profile="gpu", kind="server") == 41 * 3600
+    [seed] = [i for i in ledger_of(h).intervals() if i.username == "seed"]  # seeded by the budget test
+    assert value("qhub_usage_seconds_total", user="seed", group="ml", profile="gpu",
+                 kind="server") == pytest.approx(seed.end - seed.start)
 
 
 def test_the_idle_culler_closes_the_session(hub):

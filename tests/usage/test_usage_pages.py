@@ -67,6 +67,9 @@ def login(page, hub: HubProcess, user: str) -> None:
     page.wait_for_load_state()
 
 
+@pytest.mark.skipif(time.time() - month_start(time.time()) < 21 * 3600,
+                    reason="the page shows this month: its scripted 20 h of history need a month at least 21 h old "
+                           "(in the first day of a month this check waits for the next run)")
 def test_admin_page_and_spawn_page_budget_line(hub):
     from playwright.sync_api import sync_playwright
 

@@ -36,13 +36,13 @@ from qhub_hub.devcluster import cluster, images, kubebuild  # noqa: E402
 from qhub_hub.devcluster.paths import CACHE, KUBECONFIG  # noqa: E402
 from qhub_hub.spawner import QHubKubeSpawner  # noqa: E402
 from tests.cluster.spawning import (  # noqa: E402 - the repository root is added just above
-    Hub,
-    HubUser,
     namespace_with_storage,
     spawner_config,
     use_kubeconfig,
 )
 from tests.conftest import EXAMPLE_CONFIG  # noqa: E402
+from tests.support.fake_hub import FakeHub as Hub  # noqa: E402
+from tests.support.fake_hub import FakeHubUser as HubUser  # noqa: E402
 
 NS = "kc-bench"
 

@@ -58,7 +58,7 @@ async def main(users: int, rounds: int) -> None:
     from qhub_hub.policy import plan_for
     from qhub_hub.spawner import QHubKubeSpawner
     from qhub_hub.uid_registry import DynamicUidRegistry
-    from tests.hub.test_kube_manifest import FakeHub, FakeHubUser
+    from tests.support.fake_hub import FakeHub, FakeHubUser
 
     config = get_config()
     state = await crypto.encrypt({"qhub": {"idp_groups": ["ml-team"], "uid": 200_123}})

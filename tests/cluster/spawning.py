@@ -3,7 +3,6 @@ what tests/cluster/test_spawner.py and benchmarks/cluster.py share."""
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 
@@ -11,29 +10,6 @@ from traitlets.config import Config
 
 from qhub_hub.devcluster.images import stable_ref
 from qhub_hub.devcluster.paths import STATE
-
-
-class HubUser:
-    """What a spawner reads from JupyterHub's `User` wrapper."""
-
-    def __init__(self, name: str, auth_state: dict | None = None):
-        self.name, self.id, self.url = name, 7, f"/user/{name}/"
-        self.groups = []
-        self._auth_state = auth_state
-        self.db = None
-
-    async def get_auth_state(self) -> dict | None:
-        return copy.deepcopy(self._auth_state)
-
-    async def save_auth_state(self, state: dict) -> None:
-        self._auth_state = state
-
-
-class Hub:
-    public_host = ""
-    url = "http://hub:8081/hub/"
-    base_url = "/hub/"
-    api_url = "http://hub:8081/hub/api"
 
 
 def spawner_config(namespace: str) -> Config:

@@ -18,8 +18,10 @@ import pytest_asyncio
 
 from qhub_hub.spawner import QHubKubeSpawner
 from tests.hub.conftest import example_data, write_config
+from tests.support.fake_hub import FakeHub as Hub
+from tests.support.fake_hub import FakeHubUser as HubUser
 
-from .spawning import Hub, HubUser, namespace_with_storage, spawner_config, use_kubeconfig
+from .spawning import namespace_with_storage, spawner_config, use_kubeconfig
 
 pytestmark = [pytest.mark.cluster, pytest.mark.asyncio(loop_scope="module"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]

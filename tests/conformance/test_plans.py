@@ -42,7 +42,8 @@ from qhub_hub.plan_api import PLAN_SCOPE
 from qhub_hub.server_env import group_video_rooms
 from tests.hub.conftest import hub_env, oauth_login, write_config
 from tests.hub.fake_providers import FakeGitHub
-from tests.hub.test_kube_manifest import FakeHubUser, make_spawner, manifest
+from tests.hub.test_kube_manifest import make_spawner, manifest
+from tests.support.fake_hub import FakeHubUser
 from tests.support.hub import HubProcess
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -16,7 +16,7 @@ from qhub_hub.config_errors import ConfigError
 from qhub_hub.hub_identity import get_config, idp_groups_from_hub_groups, plan_for_hub_user
 from qhub_hub.uid_registry import DynamicUidRegistry
 from tests.hub.conftest import example_data, write_config
-from tests.hub.test_kube_manifest import FakeHubUser
+from tests.support.fake_hub import FakeHubUser
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ the test compares the *entire* pod dict, so no field can change unnoticed.
 
 from __future__ import annotations
 
-import copy
 import re
 from pathlib import Path
 from typing import Any
@@ -18,34 +17,12 @@ from qhub_hub.pod import INIT_SCRIPT, k8s_literal
 from qhub_hub.spawner import QHubKubeSpawner
 from qhub_hub.spawner_options import SpawnRefused
 from tests.hub.conftest import example_data, write_config
+from tests.support.fake_hub import FakeHub, FakeHubUser
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 GATEWAY = "http://proxy-public/services/dask-gateway"
 IMAGE = "quay.io/jupyterhub/singleuser:latest"
-
-
-class FakeHubUser:
-    """What a spawner reads from JupyterHub's `User` wrapper."""
-
-    def __init__(self, name: str, auth_state: dict | None = None, groups: list[str] = ()):
-        self.name, self.id, self.url = name, 7, f"/user/{name}/"
-        self.groups = [type("Group", (), {"name": g})() for g in groups]
-        self._auth_state = auth_state
-        self.db = None
-
-    async def get_auth_state(self) -> dict | None:
-        return copy.deepcopy(self._auth_state)
-
-    async def save_auth_state(self, state: dict) -> None:
-        self._auth_state = state
-
-
-class FakeHub:
-    public_host = ""
-    url = "http://hub:8081/hub/"
-    base_url = "/hub/"
-    api_url = "http://hub:8081/hub/api"
 
 
 @pytest.fixture

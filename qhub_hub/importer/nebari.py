@@ -30,7 +30,7 @@ from .detect import NotImportable
 from .dropped import drop_known_sections
 from .environments import environments
 from .images import is_stock_image
-from .profiles import dask_worker_profile, jupyterlab_profile, with_access
+from .profiles import dask_worker_profiles, jupyterlab_profile, with_access
 from .report import Report
 
 DEFAULT_GROUPS = ("admin", "developer", "analyst", "superadmin")
@@ -214,13 +214,7 @@ def _profiles(report: Report, data: Any, groups: _Groups, options: NebariOptions
         out["jupyterlab"] = jupyterlab
     workers = data.get("dask_worker")
     if isinstance(workers, Mapping):
-        report.mapped(("profiles", "dask_worker"), "profiles.dask_worker (open to everyone, as in Nebari)")
-        out["dask_worker"] = {}
-        for name, worker in workers.items():
-            converted_worker = dask_worker_profile(report, ("profiles", "dask_worker", str(name)), worker)
-            if converted_worker is not None:
-                report.mapped(("profiles", "dask_worker", str(name)), f"profiles.dask_worker[{name!r}]")
-                out["dask_worker"][str(name)] = converted_worker
+        out["dask_worker"] = dask_worker_profiles(report, workers, "Nebari")
     for key in data:
         if key not in ("jupyterlab", "dask_worker"):
             report.needs_decision(("profiles", key), "unknown kind of profile; not carried over")

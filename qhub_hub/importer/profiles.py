@@ -109,6 +109,19 @@ def dask_worker_profile(report: Report, path: tuple, worker: Any) -> dict[str, A
     return out
 
 
+def dask_worker_profiles(report: Report, workers: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    """`profiles.dask_worker` of a QHub or Nebari file (`origin`), each reported; all open to everyone."""
+    report.mapped(("profiles", "dask_worker"), f"profiles.dask_worker (open to everyone, as in {origin})")
+    out: dict[str, Any] = {}
+    for name, worker in workers.items():
+        path = ("profiles", "dask_worker", str(name))
+        converted = dask_worker_profile(report, path, worker)
+        if converted is not None:
+            report.mapped(path, f"profiles.dask_worker[{name!r}]")
+            out[str(name)] = converted
+    return out
+
+
 def with_access(profile: dict[str, Any], access: dict[str, Any]) -> dict[str, Any]:
     """The profile with `users`/`groups` before its kubespawner_override, for readers."""
     override = profile.get("kubespawner_override")

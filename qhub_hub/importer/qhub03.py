@@ -25,7 +25,7 @@ from . import helm_values
 from .dropped import drop_known_sections
 from .environments import environments
 from .images import is_stock_image
-from .profiles import dask_worker_profile, jupyterlab_profile, with_access
+from .profiles import dask_worker_profiles, jupyterlab_profile, with_access
 from .report import Report
 
 _SAFE = set("abcdefghijklmnopqrstuvwxyz0123456789")
@@ -225,13 +225,7 @@ def _profiles(report: Report, data: Any, users: dict, groups: dict, password_log
         out["jupyterlab"] = jupyterlab
     workers = data.get("dask_worker")
     if isinstance(workers, Mapping):
-        report.mapped(("profiles", "dask_worker"), "profiles.dask_worker (open to everyone, as in QHub)")
-        out["dask_worker"] = {}
-        for name, worker in workers.items():
-            converted_worker = dask_worker_profile(report, ("profiles", "dask_worker", str(name)), worker)
-            if converted_worker is not None:
-                report.mapped(("profiles", "dask_worker", str(name)), f"profiles.dask_worker[{name!r}]")
-                out["dask_worker"][str(name)] = converted_worker
+        out["dask_worker"] = dask_worker_profiles(report, workers, "QHub")
     return out
 
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ _log = logging.getLogger("qhub_hub.usage")
 _ledgers: dict[str, Ledger] = {}
 _ledgers_lock = threading.Lock()
 _refresh = [REFRESH_SECONDS]  # this hub's refresh period
+_clock: list[Callable[[], float]] = [time.time]  # what this process's ledgers read the time from
 
 
 class Refusal(Exception):
@@ -75,8 +77,17 @@ def ledger_at(url: str) -> Ledger:
     with _ledgers_lock:
         ledger = _ledgers.get(url)
         if ledger is None:
-            ledger = _ledgers[url] = Ledger(url)
+            ledger = _ledgers[url] = Ledger(url, _clock[0])
         return ledger
+
+
+def set_ledger_clock(clock: Callable[[], float]) -> None:
+    """Make this process's ledgers read the time from `clock` (seconds since the epoch). For tests
+    that show a fixed month: a hub's config file may call it before the hub starts."""
+    with _ledgers_lock:
+        _clock[0] = clock
+        for ledger in _ledgers.values():
+            ledger.clock = clock
 
 
 def _hub_db_url(db: Any) -> str | None:

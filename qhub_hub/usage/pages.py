@@ -1,9 +1,11 @@
 """The hub's usage page, registered by every qhub authenticator (`get_handlers`).
 
-``GET /hub/qhub/usage``: admins only (403 for anyone else; a visitor who is not logged in is sent
-to the login page). This month's usage (UTC) per group and per user against their grants, and for
-each group an SVG chart of its daily cost (hours when nothing has a cost) stacked by profile. No
-external service and no script: the figures come from the ledger, the chart is drawn here.
+``GET /hub/qhub/usage[?month=YYYY-MM]``: admins only (403 for anyone else; a visitor who is not
+logged in is sent to the login page). A month's usage (UTC; default this month, counted until now)
+per group and per user against their grants, and for each group an SVG chart of its daily cost
+(hours when nothing has a cost) stacked by profile. A `month` that is not YYYY-MM, or has not begun,
+is a 400 saying so. No external service and no script: the figures come from the ledger, the chart
+is drawn here.
 
 Registering the page also starts the hub's usage bookkeeping (`hub.start_hub_usage`:
 reconciliation and the Prometheus metrics on /hub/metrics).
@@ -12,6 +14,7 @@ reconciliation and the Prometheus metrics on /hub/metrics).
 from __future__ import annotations
 
 import html
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +30,7 @@ from .ledger import Ledger, month_start
 from .report import ReportRow, usage_rows
 
 USAGE_PATH = r"/qhub/usage"
+MONTH_FORMAT = "%Y-%m"
 
 PAGE = """{% extends "page.html" %}
 {% block title %}Usage{% endblock %}
@@ -93,8 +97,44 @@ def month_charts(ledger: Ledger, since: float, until: float, currency: str) -> l
     return charts
 
 
+def next_month(since: float) -> float:
+    """The first second of the month after the one starting at `since`."""
+    first = datetime.fromtimestamp(since, UTC)
+    return (first.replace(year=first.year + 1, month=1) if first.month == 12
+            else first.replace(month=first.month + 1)).timestamp()
+
+
+def month_window(text: str, now: float) -> tuple[float, float]:
+    """[since, until) of the page's month: `text` is YYYY-MM, or empty for this month. A past month
+    runs to its end, this month until `now`. ValueError (what to write instead) for anything else."""
+    this_month = month_start(now)
+    if not text:
+        return this_month, now
+    example = datetime.fromtimestamp(this_month, UTC).strftime(MONTH_FORMAT)
+    found = re.fullmatch(r"(\d{4})-(\d{2})", text)
+    if found is None or not 1 <= int(found[2]) <= 12 or int(found[1]) < 1970:
+        raise ValueError(f"month={text[:40]!r} is not a month: write it as YYYY-MM, e.g. month={example}")
+    since = datetime(int(found[1]), int(found[2]), 1, tzinfo=UTC).timestamp()
+    if since > this_month:
+        raise ValueError(f"month={text} has not begun (this month is {example}): pick {example} or an "
+                         "earlier month")
+    return since, min(next_month(since), now)
+
+
+def _month_nav(since: float, this_month: float) -> str:
+    label = lambda t: datetime.fromtimestamp(t, UTC).strftime(MONTH_FORMAT)  # noqa: E731
+    previous = label((datetime.fromtimestamp(since, UTC) - timedelta(days=1)).timestamp())
+    links = [f'<a class="qhub-usage-previous" href="?month={previous}">&larr; {previous}</a>']
+    if since < this_month:
+        following = label(next_month(since))
+        links.append(f'<a class="qhub-usage-next" href="?month={following}">{following} &rarr;</a>')
+    return (f'<form class="qhub-usage-month" method="get">{" ".join(links)} '
+            f'<label>Month <input type="month" name="month" value="{label(since)}" '
+            f'max="{label(this_month)}"></label> <button type="submit">Show</button></form>')
+
+
 class UsagePageHandler(BaseHandler):
-    """``GET /hub/qhub/usage`` (admins only)."""
+    """``GET /hub/qhub/usage[?month=YYYY-MM]`` (admins only)."""
 
     def initialize(self, config_path: str = "") -> None:
         self.qhub_config_path = config_path
@@ -112,23 +152,33 @@ class UsagePageHandler(BaseHandler):
         ledger = hub_ledger(self.db)
         assert ledger is not None  # a hub always has its database
         now = ledger.clock()
-        since = month_start(now)
+        try:
+            since, until = month_window(self.get_argument("month", "").strip(), now)
+        except ValueError as e:
+            raise web.HTTPError(400, str(e)) from None
+        this_month = month_start(now)
         day_end = (datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
                    + timedelta(days=1)).timestamp()
-        groups = usage_rows(ledger, since, now, "group")
-        users = usage_rows(ledger, since, now, "user")
+        groups = usage_rows(ledger, since, until, "group")
+        users = usage_rows(ledger, since, until, "user")
         group_grants = {g: _grant_text(grant, currency) for g, grant in (limits.groups if limits else {}).items()}
         user_grants = {u: _grant_text(grant, currency) for u, grant in (limits.users if limits else {}).items()}
         title = datetime.fromtimestamp(since, UTC).strftime("%B %Y")
+        if since == this_month:
+            period = (f"From {datetime.fromtimestamp(since, UTC):%Y-%m-%d} to now (UTC); running servers and "
+                      "workers count until now.")
+        else:
+            period = (f"From {datetime.fromtimestamp(since, UTC):%Y-%m-%d} to "
+                      f"{datetime.fromtimestamp(until, UTC):%Y-%m-%d} (UTC, the end excluded).")
         body = "".join([
             f"<h1>Usage in {html.escape(title)}</h1>",
-            f'<p>From {datetime.fromtimestamp(since, UTC):%Y-%m-%d} to now (UTC); running servers and '
-            "workers count until now. Costs are cost_per_hour of each profile.</p>",
+            _month_nav(since, this_month),
+            f"<p>{period} Costs are cost_per_hour of each profile; grants are the current config's.</p>",
             "<h2>By group</h2>", _table("group", groups, currency, group_grants),
             "<h2>By user</h2>", _table("user", users, currency, user_grants),
             "<h2>Per day</h2>",
             *(f'<div class="qhub-usage-chart-box">{svg}</div>'
-              for svg in month_charts(ledger, since, min(day_end, now), currency)),
+              for svg in month_charts(ledger, since, min(until, day_end), currency)),
         ])
         template = self.settings["jinja2_env"].from_string(PAGE)
         self.finish(await template.render_async(**self.template_namespace, body=body))

@@ -32,7 +32,11 @@ from .policy import UserPlan
 STORAGE_VOLUME = "qhub-storage"
 NSS_VOLUME = "qhub-nss"
 CONDA_VOLUME = "qhub-conda-store"
+# the same claim, writable, for the init container only: it makes the user's namespace folders
+# (a subPath the kubelet had to create itself would be root's, and conda-store could not build in it)
+CONDA_INIT_VOLUME = "qhub-conda-store-init"
 INIT_STORAGE_PATH = "/qhub-storage"
+INIT_ENVIRONMENTS_PATH = "/qhub-environments"
 NSS_PATH = "/etc/qhub-nss"
 INIT_NSS_PATH = "/qhub-nss"
 
@@ -61,11 +65,12 @@ def k8s_literal(value: str) -> str:
 
 
 def pod_security_context(plan: UserPlan) -> dict[str, Any]:
-    """Ids of every container in the pod (the init container overrides runAsUser to 0)."""
+    """Ids of every container in the pod. Not runAsNonRoot: root init containers (ours, and
+    zero-to-jupyterhub's block-cloud-metadata) set runAsUser 0, which that would refuse; the
+    notebook container has it in its own context."""
     return {
         "runAsUser": plan.uid,
         "runAsGroup": plan.gid,
-        "runAsNonRoot": True,
         "supplementalGroups": sorted({*plan.supplemental_gids, *plan.readonly_gids} - {plan.gid}),
         "fsGroup": plan.gid,
         "fsGroupChangePolicy": "OnRootMismatch",
@@ -126,10 +131,18 @@ def folders(plan: UserPlan) -> list[tuple[Role, str, int, int, int]]:
 
 
 def init_container(plan: UserPlan, image: str, *, storage_path: str = INIT_STORAGE_PATH,
-                   nss_path: str = INIT_NSS_PATH, pull_policy: str | None = None) -> dict[str, Any]:
+                   nss_path: str = INIT_NSS_PATH, pull_policy: str | None = None,
+                   environments_owner: tuple[int, int] | None = None,
+                   environments_path: str = INIT_ENVIRONMENTS_PATH) -> dict[str, Any]:
+    """`environments_owner`: conda-store's (uid, gid), to make the plan's namespace folders on the
+    environments claim before they are mounted; None when no environments are mounted."""
     args = ["qhub-init", nss_path]
     for role, subpath, uid, gid, mode in folders(plan):
         args += [role, f"{storage_path}/{subpath}", str(uid), str(gid), f"{mode:04o}"]
+    if environments_owner:
+        for namespace in plan.environment_namespaces:
+            args += ["platform", f"{environments_path}/{namespace}", str(environments_owner[0]),
+                     str(environments_owner[1]), "0755"]
     container: dict[str, Any] = {
         "name": "qhub-init",
         "image": image,
@@ -147,6 +160,8 @@ def init_container(plan: UserPlan, image: str, *, storage_path: str = INIT_STORA
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
                       "limits": {"cpu": "200m", "memory": "64Mi"}},
     }
+    if environments_owner and plan.environment_namespaces:
+        container["volumeMounts"].append({"name": CONDA_INIT_VOLUME, "mountPath": environments_path})
     if pull_policy:
         container["imagePullPolicy"] = pull_policy
     return container
@@ -160,6 +175,7 @@ def volumes(storage_claim: str, conda_store_claim: str | None) -> list[dict[str,
     if conda_store_claim:
         out.append({"name": CONDA_VOLUME,
                     "persistentVolumeClaim": {"claimName": conda_store_claim, "readOnly": True}})
+        out.append({"name": CONDA_INIT_VOLUME, "persistentVolumeClaim": {"claimName": conda_store_claim}})
     return out
 
 

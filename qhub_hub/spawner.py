@@ -28,7 +28,7 @@ from jupyterhub.utils import maybe_future
 from kubernetes_asyncio.client.models import V1Container, V1Volume, V1VolumeMount
 from kubespawner import KubeSpawner
 from kubespawner.utils import get_k8s_model
-from traitlets import Unicode, default
+from traitlets import Integer, Unicode, default
 
 from . import pod as podlib
 from .config import JupyterLabProfile, KubespawnerOverride
@@ -91,6 +91,18 @@ class QHubKubeSpawner(PlanSpawnerMixin, KubeSpawner):
         help="PersistentVolumeClaim holding conda-store's environments (<namespace>/envs/<name>). "
         "Each server mounts the namespaces its plan allows, read-only, at "
         "<conda_store.environments_root>/<namespace>. Empty (default): not mounted.",
+    )
+    conda_store_uid = Integer(
+        1000,
+        config=True,
+        help="uid conda-store runs as (the chart's condaStore.uid). The init container makes the "
+        "user's namespace folders on the environments claim owned by it, so conda-store can build "
+        "there. Default: 1000.",
+    )
+    conda_store_gid = Integer(
+        1000,
+        config=True,
+        help="gid of conda-store's namespace folders (the chart's condaStore.gid). Default: 1000.",
     )
     nss_wrapper_library = Unicode(
         "libnss_wrapper.so",
@@ -170,8 +182,9 @@ class QHubKubeSpawner(PlanSpawnerMixin, KubeSpawner):
                 continue
             admin_mounts.append(mount)
         notebook.volume_mounts = [get_k8s_model(V1VolumeMount, m) for m in ours_mounts] + admin_mounts
-        init = podlib.init_container(plan, self.init_image,
-                                     pull_policy=self.init_image_pull_policy or None)
+        init = podlib.init_container(
+            plan, self.init_image, pull_policy=self.init_image_pull_policy or None,
+            environments_owner=(self.conda_store_uid, self.conda_store_gid) if conda_claim else None)
         spec.init_containers = [get_k8s_model(V1Container, init),
                                 *[c for c in spec.init_containers or [] if _name(c) != "qhub-init"]]
 

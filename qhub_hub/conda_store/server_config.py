@@ -108,6 +108,16 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
+def _integer(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise RuntimeError(f"conda-store: ${name} must be a whole number, not {value!r}") from None
+
+
 def settings_from_environment(env: Mapping[str, str] | None = None) -> CondaStoreServerSettings:
     """Settings from ``QHUB_*`` / ``CONDA_STORE_*`` variables (the Helm chart sets them)."""
     env = os.environ if env is None else env
@@ -118,7 +128,8 @@ def settings_from_environment(env: Mapping[str, str] | None = None) -> CondaStor
         jwt_secret=_required(env, "CONDA_STORE_JWT_SECRET"),
         hub_token=_required(env, "QHUB_CONDA_STORE_HUB_TOKEN"),
         address=env.get("CONDA_STORE_ADDRESS", "0.0.0.0"),
-        port=int(env.get("CONDA_STORE_PORT", "8080")),
+        # not CONDA_STORE_PORT: Kubernetes sets that to tcp://<ip>:8080 for a Service named conda-store
+        port=_integer(env, "CONDA_STORE_LISTEN_PORT", 8080),
         url_prefix=env.get("CONDA_STORE_URL_PREFIX", "/"),
         behind_proxy=env.get("CONDA_STORE_BEHIND_PROXY", "") in ("1", "true", "yes"),
         jupyterhub_url=env.get("JUPYTERHUB_URL") or None,
@@ -126,8 +137,8 @@ def settings_from_environment(env: Mapping[str, str] | None = None) -> CondaStor
         oauth_client_secret=env.get("CONDA_STORE_OAUTH_CLIENT_SECRET") or None,
         oauth_callback_url=env.get("CONDA_STORE_OAUTH_CALLBACK_URL") or None,
         indexed_channels=tuple(ch for ch in channels.split(",") if ch),
-        storage_threshold=int(env.get("CONDA_STORE_STORAGE_THRESHOLD", str(5 * 1024**3))),
-        worker_concurrency=int(env.get("CONDA_STORE_WORKER_CONCURRENCY", "2")),
+        storage_threshold=_integer(env, "CONDA_STORE_STORAGE_THRESHOLD", 5 * 1024**3),
+        worker_concurrency=_integer(env, "CONDA_STORE_WORKER_CONCURRENCY", 2),
     )
 
 

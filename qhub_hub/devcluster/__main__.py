@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop everything; leave no process, mount, bridge, netns or iptables rule")
     sub.add_parser("status", help="which components run, and what a cluster left on the machine")
     sub.add_parser("images", help="build (or find in the cache) every image, without a cluster")
+    sub.add_parser("reload", help="rebuild what changed and load it into the running cluster "
+                   "(pods started afterwards get it)")
     args = parser.parse_args(argv)
 
     from . import cluster, images, kubebuild
@@ -43,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{kind:26} {len(items)}" + (f": {items[:5]}" if items else ""))
             if KUBECONFIG.exists():
                 print(f"export KUBECONFIG={KUBECONFIG}")
+        elif args.command == "reload":
+            if not all(cluster.status().values()):
+                raise ClusterError("no running cluster: `scripts/cluster up` first")
+            kbin = kubebuild.build(CACHE / "logs" / "kubernetes-build.log")
+            cluster.load_images(images.build_all(kbin, CACHE / "logs" / "images.log"))
+            print("cluster: images loaded")
         elif args.command == "images":
             cluster.preflight()
             kbin = kubebuild.build(CACHE / "logs" / "kubernetes-build.log")

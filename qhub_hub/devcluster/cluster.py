@@ -18,6 +18,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from .steps import ClusterError, run, say, step
 ETCD_PORT = 23790
 ETCD_PEER_PORT = 23800
 API_PORT = 6443
+APISHIM_PORT = 6444  # apishim.py: discovery.k8s.io/v1 for traefik 3 on 1.20
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service
 POD_CIDR = "10.88.0.0/16"
@@ -43,7 +45,7 @@ CONTAINERD_ROOT = CACHE / "containerd"  # kept across runs: loaded images stay l
 SOCKET = RUN / "containerd.sock"
 LOGS = CACHE / "logs" / "cluster"  # kept after `down` for a look at what went wrong; emptied by `up`
 COMPONENTS = ("etcd", "containerd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-              "kubelet", "kube-proxy")
+              "kubelet", "kube-proxy", "dns", "apishim")
 PROGRAMS = {*COMPONENTS, "runc"}  # what `down` may stop (besides containerd's shims)
 OS_RELEASE = Path("/etc/os-release")
 
@@ -88,6 +90,11 @@ def node_ip() -> str:
     out = run(["ip", "-4", "route", "get", "1.1.1.1"])
     words = out.split()
     return words[words.index("src") + 1]
+
+
+def apishim_url() -> str:
+    """Where traefik on this cluster finds the API (see apishim.py)."""
+    return f"https://{node_ip()}:{APISHIM_PORT}"
 
 
 def node_name() -> str:
@@ -244,7 +251,7 @@ def _cni_config() -> str:
     }, indent=2)
 
 
-def _kubelet_config(pki: Path) -> str:
+def _kubelet_config(pki: Path, node_ip: str) -> str:
     return yaml.safe_dump({
         "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
         "address": "0.0.0.0", "port": 10250, "readOnlyPort": 0, "healthzPort": 10248,
@@ -258,7 +265,8 @@ def _kubelet_config(pki: Path) -> str:
                          "nodefs.inodesFree": "1%", "imagefs.available": "1%"},
         # our images are loaded, never pulled: never garbage-collect them
         "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
-        "clusterDomain": "cluster.local", "resolvConf": "/etc/resolv.conf",
+        # no CoreDNS here: pods ask dns.py on the node's address for Service names
+        "clusterDomain": "cluster.local", "clusterDNS": [node_ip], "resolvConf": "/etc/resolv.conf",
         "serializeImagePulls": False, "maxPods": 60,
     })
 
@@ -348,7 +356,7 @@ def up(*, build_images: bool = True) -> Timings:
         (STATE / "containerd.toml").write_text(_containerd_config())
         (STATE / "cni" / "net.d").mkdir(parents=True, exist_ok=True)
         (STATE / "cni" / "net.d" / "10-qhub-dev.conflist").write_text(_cni_config())
-        (STATE / "kubelet.yaml").write_text(_kubelet_config(pki))
+        (STATE / "kubelet.yaml").write_text(_kubelet_config(pki, ip))
         (STATE / "kube-proxy.yaml").write_text(_kube_proxy_config(KUBECONFIG))
         _save_sysctls()
         Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
@@ -381,6 +389,11 @@ def up(*, build_images: bool = True) -> Timings:
             "--authorization-mode=Node,RBAC", "--allow-privileged=true",
             "--enable-admission-plugins=NodeRestriction", "--v=1"])
         _wait("the API server's /readyz", lambda: _api_get("/readyz", pki)[0] == 200, 90, "kube-apiserver")
+    with step("Service names (dns.py) and the v1 EndpointSlice front (apishim.py)"):
+        api = f"https://127.0.0.1:{API_PORT}"
+        _start("dns", [sys.executable, "-m", "qhub_hub.devcluster.dns", ip, api, pki])
+        _start("apishim", [sys.executable, "-m", "qhub_hub.devcluster.apishim", f"{ip}:{APISHIM_PORT}",
+                           api, pki])
     timings.add("apiserver_ready", started)
 
     with step("controller-manager, scheduler, containerd"):
@@ -573,7 +586,7 @@ def down() -> None:
             _ctr("tasks", "kill", "--signal", "SIGKILL", container)
             _ctr("tasks", "delete", "--force", container)
             _ctr("containers", "delete", container)
-    for name in ("containerd", "kube-apiserver", "etcd"):
+    for name in ("containerd", "dns", "apishim", "kube-apiserver", "etcd"):
         _stop(name)
     for pid in _our_pids():  # shims, and anything whose pid file was lost
         _kill(pid)

@@ -27,7 +27,7 @@ from .paths import CACHE, IMAGES
 from .steps import ClusterError, run, say
 
 REPO = Path(__file__).resolve().parents[2]
-NAMES = ("hub", "lab", "gateway", "conda-store", "proxy", "init", "pause")
+NAMES = ("hub", "lab", "gateway", "conda-store", "proxy", "init", "traefik", "pause")
 PAUSE_TAG = "3.4"  # the pause version of Kubernetes 1.20
 CA_BUNDLE = Path(os.environ.get("QHUB_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
 MIRROR = os.environ.get("QHUB_DEBIAN_MIRROR", "http://deb.debian.org/debian")

@@ -105,7 +105,7 @@ def environment(settings: PlatformSettings, secrets: Mapping[str, str], uses_sta
         "CONDA_STORE_JWT_SECRET": secrets["conda_store_jwt"],
         "QHUB_CONDA_STORE_HUB_TOKEN": store.hub_token,
         "CONDA_STORE_ADDRESS": "127.0.0.1",
-        "CONDA_STORE_PORT": str(settings.conda_store_port),
+        "CONDA_STORE_LISTEN_PORT": str(settings.conda_store_port),
         "CONDA_STORE_URL_PREFIX": URL_PREFIX,
         "CONDA_STORE_BEHIND_PROXY": "true",
         "JUPYTERHUB_URL": settings.public_url,

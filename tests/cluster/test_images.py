@@ -103,3 +103,8 @@ def test_init_image_has_what_the_init_scripts_use(dev_cluster):
                  user="0")
     assert out.splitlines() == ["/usr/bin/stat", "/usr/bin/chown", "/usr/bin/chmod", "/usr/bin/mkdir",
                                 "iptables v1.8.9 (nf_tables)"]
+
+
+def test_traefik_runs_the_version_the_dev_cluster_uses(dev_cluster):
+    assert run_in("traefik", "version").splitlines()[0].split()[-1] == "3.7.15"
+    assert run_in("traefik", "sh", "-c", "id -u", extra=("--entrypoint", "")).strip() == "1000"

@@ -56,3 +56,13 @@ def test_missing_settings_are_named(cs_config):
     broken = {k: v for k, v in ENV.items() if k != "CONDA_STORE_OAUTH_CLIENT_SECRET"}
     with pytest.raises(ValueError, match="oauth_client_secret"):
         configure(Config(), cs_config, settings_from_environment(broken))
+
+
+def test_kubernetes_service_link_variables_are_not_read_as_settings():
+    # a Service named conda-store makes Kubernetes set CONDA_STORE_PORT=tcp://<ip>:8080 in the pod
+    settings = settings_from_environment({**ENV, "CONDA_STORE_PORT": "tcp://10.96.3.4:8080",
+                                          "CONDA_STORE_SERVICE_PORT": "8080"})
+    assert settings.port == 8080
+    assert settings_from_environment({**ENV, "CONDA_STORE_LISTEN_PORT": "9090"}).port == 9090
+    with pytest.raises(RuntimeError, match=r"\$CONDA_STORE_LISTEN_PORT must be a whole number, not 'http'"):
+        settings_from_environment({**ENV, "CONDA_STORE_LISTEN_PORT": "http"})

@@ -99,6 +99,14 @@ def expected_pod(*, name: str, uid: int, gid: int, supplemental: list[int], imag
                  profile: str, resources: dict, mounts: list[dict], init_args: list[str], passwd: str, group: str,
                  node_selector: dict | None = None, tolerations: list | None = None) -> dict[str, Any]:
     env = {**hub_env(name, image, profile), **env}
+    # the init container makes each mounted conda-store namespace folder, owned by conda-store
+    namespaces = [m["subPath"] for m in mounts if m["name"] == "qhub-conda-store"]
+    init_args = [*init_args, *[a for ns in namespaces
+                               for a in ("platform", f"/qhub-environments/{ns}", "1000", "1000", "0755")]]
+    init_mounts = [{"name": "qhub-storage", "mountPath": "/qhub-storage"},
+                   {"name": "qhub-nss", "mountPath": "/qhub-nss"}]
+    if namespaces:
+        init_mounts.append({"name": "qhub-conda-store-init", "mountPath": "/qhub-environments"})
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "containers": [{
@@ -127,11 +135,11 @@ def expected_pod(*, name: str, uid: int, gid: int, supplemental: list[int], imag
                                 "allowPrivilegeEscalation": False, "privileged": False,
                                 "capabilities": {"drop": ["ALL"],
                                                  "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"]}},
-            "volumeMounts": [{"name": "qhub-storage", "mountPath": "/qhub-storage"},
-                             {"name": "qhub-nss", "mountPath": "/qhub-nss"}],
+            "volumeMounts": init_mounts,
         }],
         "restartPolicy": "OnFailure",
-        "securityContext": {"runAsUser": uid, "runAsGroup": gid, "runAsNonRoot": True,
+        # no runAsNonRoot for the pod: its init containers run as root (the notebook has it)
+        "securityContext": {"runAsUser": uid, "runAsGroup": gid,
                             "supplementalGroups": supplemental, "fsGroup": gid,
                             "fsGroupChangePolicy": "OnRootMismatch",
                             "seccompProfile": {"type": "RuntimeDefault"}},
@@ -140,6 +148,7 @@ def expected_pod(*, name: str, uid: int, gid: int, supplemental: list[int], imag
             {"emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}, "name": "qhub-nss"},
             {"name": "qhub-conda-store",
              "persistentVolumeClaim": {"claimName": "conda-store-envs", "readOnly": True}},
+            {"name": "qhub-conda-store-init", "persistentVolumeClaim": {"claimName": "conda-store-envs"}},
         ],
     }
     if node_selector:

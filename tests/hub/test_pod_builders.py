@@ -27,7 +27,7 @@ def config():
 def test_security_context_includes_read_only_gids(config):
     erin = plan_for(config, "erin")
     assert pod_security_context(erin) == {
-        "runAsUser": 3005, "runAsGroup": 2005, "runAsNonRoot": True, "supplementalGroups": [2001, 2004],
+        "runAsUser": 3005, "runAsGroup": 2005, "supplementalGroups": [2001, 2004],
         "fsGroup": 2005, "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}}
 
 

@@ -6,6 +6,7 @@ condaStore.extraConfig (extra_config.py next to this file) if given.
 """
 
 import os
+import sys
 from pathlib import Path
 
 from qhub_hub.conda_store.server_config import configure_from_environment
@@ -13,7 +14,10 @@ from qhub_hub.conda_store.server_config import configure_from_environment
 # conda-store (and traitlets) run this file with `c`, conda-store's config, defined.
 c = globals()["c"]
 
-configure_from_environment(c)
+try:
+    configure_from_environment(c)
+except Exception as e:  # traitlets would log it and go on with defaults: no login, wrong prefix
+    sys.exit(f"conda-store config: {e}")
 
 # Built environments belong to conda-store's own uid; users read and run them, never write.
 c.CondaStore.default_uid = int(os.environ["QHUB_CONDA_STORE_UID"])

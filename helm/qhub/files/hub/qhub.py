@@ -38,6 +38,8 @@ hub_settings.configure_plan_scope(c)
 c.QHubKubeSpawner.storage_claim_name = _settings["storage_claim_name"]
 c.QHubKubeSpawner.conda_store_claim_name = _settings["conda_store_claim_name"]
 c.QHubKubeSpawner.init_image = _settings["init_image"]
+c.QHubKubeSpawner.conda_store_uid = _settings["conda_store"]["uid"]
+c.QHubKubeSpawner.conda_store_gid = _settings["conda_store"]["gid"]
 
 _gateway = _settings["dask_gateway"]
 if _gateway["enabled"]:

@@ -42,6 +42,8 @@ from .accounts import AccountError, account_spec, ensure_account
 from .acl import AclError
 from .folders import FolderError, ensure_user_folders, user_folders
 from .limits import CgroupLimiter, CgroupPlan, Limits, rlimit_fallback
+from .peer_guard import VARIABLE as PEER_GUARD_VARIABLE
+from .peer_guard import PeerGuardError, peer_guard_library
 from .process import ProcessSpec, ProcessStartError, close_gate, open_gate, start_process
 from .runtime_dir import RUNTIME_ROOT, ensure_runtime_dir
 from .session_env import VARIABLE as SESSION_ENV_VARIABLE
@@ -64,6 +66,7 @@ class Prepared:
     groups: tuple[int, ...] | None
     home: str
     runtime_dir: str = ""  # JUPYTER_RUNTIME_DIR (kernel connection files and IPC sockets)
+    peer_guard: str = ""  # the kernels' LD_PRELOAD library (peer_guard.py); empty: unguarded
 
 
 class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
@@ -125,6 +128,15 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
         "IPC sockets live there, so no other user can reach a kernel. Default /run/qhub-hub.",
     )
 
+    guard_kernel_ports = Bool(
+        True,
+        config=True,
+        help="Preload the peer guard (qhub_hub/local/peer_guard.c) into every kernel of a user "
+        "server, so that TCP ports a kernel or its children listen on (the debugger's debugpy, a "
+        "web app run from a notebook) accept connections of the same user and root only. "
+        "Default True; ignored in the demo mode (one Unix user).",
+    )
+
     concurrent_starts = Integer(
         0,
         config=True,
@@ -166,6 +178,10 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
             # loopback TCP ports that every local user could connect to (not in the demo mode:
             # one Unix user, and home paths may be too long for unix socket addresses)
             args.append("--KernelManager.transport=ipc")
+        if self._prepared is not None and self._prepared.peer_guard:
+            # kernels start with the peer guard preloaded (kernel_manager.py)
+            args.append("--MappingKernelManager.kernel_manager_class="
+                        "qhub_hub.local.kernel_manager.GuardedKernelManager")
         return args
 
     _prepared: Prepared | None = None
@@ -196,6 +212,8 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
         env["SHELL"] = "/bin/bash"
         if prepared.runtime_dir:
             env["JUPYTER_RUNTIME_DIR"] = prepared.runtime_dir
+        if prepared.peer_guard:
+            env[PEER_GUARD_VARIABLE] = prepared.peer_guard
         return env
 
     def qhub_managed_environment(self) -> dict[str, str]:
@@ -283,7 +301,13 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
         except OSError as e:
             raise SpawnRefused(500, f"Cannot start the server of {plan.username!r}: its private "
                                     f"runtime folder in {self.runtime_dir_root} ({e})") from None
-        return Prepared(plan.uid, plan.gid, tuple(sorted(set(groups))), plan.home.path, runtime)
+        guard = ""
+        if self.guard_kernel_ports:
+            try:
+                guard = peer_guard_library()
+            except (PeerGuardError, OSError) as e:
+                raise SpawnRefused(500, f"Cannot start the server of {plan.username!r}: {e}") from None
+        return Prepared(plan.uid, plan.gid, tuple(sorted(set(groups))), plan.home.path, runtime, guard)
 
     def _prepare_demo(self, plan: UserPlan) -> Prepared:
         config = self.qhub_config

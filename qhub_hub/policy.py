@@ -108,7 +108,29 @@ class ConfigIndex:
         self._config = config
         self.jupyterlab = _Gates([(p.profile_slug, p) for p in config.profiles.jupyterlab])
         self.dask_worker = _Gates(list(config.profiles.dask_worker.items()))
+        st = config.storage
+        self.shared_mount = Mount(st.shared_root, "shared", 0, 0, st.shared_mode)
+        # plans are immutable, so every plan naming a group shares one Membership and one Mount
+        self._memberships: dict[tuple[str, bool], Membership] = {}
+        self._group_mounts: dict[tuple[str, bool], Mount] = {}
 
+    def membership(self, name: str, readonly: bool = False) -> Membership:
+        key = (name, readonly)
+        found = self._memberships.get(key)
+        if found is None:
+            found = self._memberships[key] = Membership(name, self.gids[name], readonly)
+        return found
+
+    def group_mount(self, membership: Membership) -> Mount:
+        """/shared/<group>, read-only for a read-only membership."""
+        key = (membership.name, membership.readonly)
+        found = self._group_mounts.get(key)
+        if found is None:
+            st = self._config.storage
+            found = self._group_mounts[key] = Mount(
+                f"{st.shared_root}/{membership.name}", f"shared/{membership.name}", 0, membership.gid,
+                st.group_mode, readonly=membership.readonly, group=membership.name)
+        return found
 
     @cached_property
     def version(self) -> str:
@@ -118,9 +140,12 @@ class ConfigIndex:
 
 def index_of(config: QHubConfig) -> ConfigIndex:
     """The config's lookups, built on first use and kept with the config (it is immutable)."""
-    if config._index is None:
-        config._index = ConfigIndex(config)
-    return config._index
+    # read the private attribute's slot directly: pydantic's __getattr__ costs more than a plan's
+    # own dict lookups
+    index = config.__pydantic_private__.get("_index")
+    if index is None:
+        index = config._index = ConfigIndex(config)
+    return index
 
 
 class _Gates:
@@ -130,6 +155,8 @@ class _Gates:
     def __init__(self, items: list[tuple[str, Any]]):
         self.items = items  # (name, profile), config order
         self.open: list[int] = []
+        # gated profiles admitting someone -> (names, profiles) they get; people share these
+        self._chosen: dict[frozenset[int], tuple[tuple[str, ...], tuple[Any, ...]]] = {}
         self.by_user: dict[str, list[int]] = {}
         self.by_group: dict[str, list[int]] = {}
         for i, (_, item) in enumerate(items):
@@ -141,12 +168,20 @@ class _Gates:
             for group in item.groups or ():
                 self.by_group.setdefault(group, []).append(i)
 
-    def admitted(self, username: str, groups: frozenset[str]) -> list[tuple[str, Any]]:
-        chosen = set(self.open)
-        chosen.update(self.by_user.get(username, ()))
+    def admitted(self, username: str, groups: frozenset[str]) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+        """(names, profiles) admitting `username` with `groups`, in config order."""
+        gated: set[int] = set(self.by_user.get(username, ()))
         for group in groups:
-            chosen.update(self.by_group.get(group, ()))
-        return [self.items[i] for i in sorted(chosen)]
+            found = self.by_group.get(group)
+            if found:
+                gated.update(found)
+        key = frozenset(gated)
+        chosen = self._chosen.get(key)
+        if chosen is None:
+            order = sorted(key.union(self.open))
+            chosen = self._chosen[key] = (tuple(self.items[i][0] for i in order),
+                                          tuple(self.items[i][1] for i in order))
+        return chosen
 
 
 def plan_for(
@@ -197,20 +232,19 @@ def plan_for(
     ro -= rw | {primary}
 
     memberships = sorted(
-        [Membership(name, index.gids[name]) for name in rw]
-        + [Membership(name, index.gids[name], readonly=True) for name in ro]
-        + ([Membership(primary, gid)] if primary is not None else []),
-        key=lambda m: m.name,
+        [index.membership(name) for name in rw]
+        + [index.membership(name, readonly=True) for name in ro]
+        + ([index.membership(primary)] if primary is not None else []),
+        key=_by_name,
     )
     if primary is None:
         primary = safe  # a private group, gid = uid, with no folder of its own
     member_of = frozenset(m.name for m in memberships)
     st = config.storage
     home = Mount(f"{st.home_root}/{safe}", f"home/{safe}", uid, gid, st.home_mode)
-    mounts = [Mount(st.shared_root, "shared", 0, 0, st.shared_mode)]
-    mounts += [Mount(f"{st.shared_root}/{m.name}", f"shared/{m.name}", 0, m.gid, st.group_mode,
-                     readonly=m.readonly, group=m.name) for m in memberships]
+    mounts = (index.shared_mount, *(index.group_mount(m) for m in memberships))
     rw_names = member_of - ro
+    _, profiles = index.jupyterlab.admitted(username, member_of)
 
     return UserPlan(
         username=username,
@@ -222,15 +256,19 @@ def plan_for(
         supplemental_gids=tuple(sorted({index.gids[n] for n in rw_names if n != primary} - {gid})),
         readonly_gids=tuple(sorted(index.gids[n] for n in ro)),
         home=home,
-        mounts=tuple(mounts),
-        jupyterlab_profiles=tuple(p for _, p in index.jupyterlab.admitted(username, member_of)),
-        dask_worker_profiles=tuple(name for name, _ in index.dask_worker.admitted(username, member_of)),
+        mounts=mounts,
+        jupyterlab_profiles=profiles,
+        dask_worker_profiles=index.dask_worker.admitted(username, member_of)[0],
         environment_namespaces=_environment_namespaces(config, index, safe, member_of),
         admin=not index.admin_groups.isdisjoint(rw_names),
         may_log_in=(user is not None or idp_mapped or sec.allow_unlisted_users
                     or not index.admitting_idp_groups.isdisjoint(groups_from_identity_provider)),
         in_config=user is not None,
     )
+
+
+def _by_name(membership: Membership) -> str:
+    return membership.name
 
 
 def _environment_namespaces(config: QHubConfig, index: ConfigIndex, safe: str,

@@ -9,6 +9,7 @@ tree. The output lands in CACHE/kubernetes/<debian version>/bin and the source t
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ from .steps import ClusterError, run, say
 SERVER_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy")
 UPSTREAM_VERSION = "v1.20.2"  # what Debian's "1.20.5+really1.20.2" really is
 SOURCE_SUITES = ("bookworm", "bookworm-updates", "bookworm-security")
+# Our changes to the tree, named in the cache folder so that a build without them is not reused.
+PATCH_LEVEL = "qhub1"
 MIRROR = os.environ.get("QHUB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SECURITY_MIRROR = os.environ.get("QHUB_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
 
@@ -35,10 +38,51 @@ def _apt_options(apt_dir: Path) -> list[str]:
 
 
 def cached_binaries() -> Path | None:
-    """The bin folder of a complete earlier build, or None."""
-    for marker in sorted(KUBERNETES_BIN.glob("*/.complete")):
+    """The bin folder of a complete earlier build with today's patches, or None."""
+    for marker in sorted(KUBERNETES_BIN.glob(f"*-{PATCH_LEVEL}/.complete")):
         return marker.parent / "bin"
     return None
+
+
+# Go 1.19's runtime.hiter, field for field (reflect2 names the second field `value`)
+HITER = """type hiter struct {
+\tkey         unsafe.Pointer
+\tvalue       unsafe.Pointer
+\tt           unsafe.Pointer
+\th           unsafe.Pointer
+\tbuckets     unsafe.Pointer
+\tbptr        unsafe.Pointer
+\toverflow    unsafe.Pointer
+\toldoverflow unsafe.Pointer
+\tstartBucket uintptr
+\toffset      uint8
+\twrapped     bool
+\tB           uint8
+\ti           uint8
+\tbucket      uintptr
+\tcheckBucket uintptr
+}"""
+
+
+def patch_reflect2(tree: Path) -> None:
+    """Go 1.18 changed reflect.mapiterinit to fill an iterator the caller allocates; the vendored
+    modern-go/reflect2 1.0.1 still calls it the old way (it returned one), so the API server dies
+    with "unexpected fault address" when it encodes a custom resource (json-iterator's sorted map
+    keys). reflect2 1.0.2 made the same change upstream; 1.20 never vendored it."""
+    path = tree / "vendor" / "github.com" / "modern-go" / "reflect2" / "unsafe_link.go"
+    old = ("//go:linkname mapiterinit reflect.mapiterinit\n"
+           "func mapiterinit(rtype unsafe.Pointer, m unsafe.Pointer) *hiter\n")
+    new = ("//go:linkname mapiterinitInto reflect.mapiterinit\n"
+           "func mapiterinitInto(rtype unsafe.Pointer, m unsafe.Pointer, it *hiter)\n\n"
+           "func mapiterinit(rtype unsafe.Pointer, m unsafe.Pointer) *hiter {\n"
+           "\tit := new(hiter)\n\tmapiterinitInto(rtype, m, it)\n\treturn it\n}\n")
+    text = path.read_text()
+    if text.count(old) != 1 or len(re.findall(r"type hiter struct \{.*?\n\}", text, re.S)) != 1:
+        raise ClusterError(f"cannot patch {path}: its mapiterinit or hiter is not the expected one "
+                           f"(did the vendored reflect2 change?)")
+    # the iterator we now allocate must be the runtime's whole struct, not its first two fields
+    text = re.sub(r"type hiter struct \{.*?\n\}", HITER, text, flags=re.S)
+    path.write_text(text.replace(old, new))
 
 
 def build(log: Path) -> Path:
@@ -76,8 +120,9 @@ def build(log: Path) -> Path:
                CGO_ENABLED="0", GOFLAGS="-mod=vendor", GOPROXY="off", GO111MODULE="on",
                GOCACHE=str(work / "gocache"), GOPATH=str(work / "gopath"), HOME=str(work),
                KUBE_GIT_VERSION=UPSTREAM_VERSION, KUBE_GIT_TREE_STATE="clean")
+    patch_reflect2(tree)
     run(["make", f"WHAT={' '.join('cmd/' + b for b in SERVER_BINARIES)}"], log=log, cwd=tree, env=env)
-    out_dir = KUBERNETES_BIN / debian_version.replace("+", "_")
+    out_dir = KUBERNETES_BIN / f"{debian_version.replace('+', '_')}-{PATCH_LEVEL}"
     bin_dir = out_dir / "bin"
     shutil.rmtree(out_dir, ignore_errors=True)
     bin_dir.mkdir(parents=True)
@@ -86,8 +131,11 @@ def build(log: Path) -> Path:
         shutil.copy2(built / name, bin_dir / name)
     run(["gcc", "-Os", "-static", "-o", bin_dir / "pause", tree / "build" / "pause" / "linux" / "pause.c"],
         log=log)
-    (out_dir / "VERSION").write_text(f"{UPSTREAM_VERSION} (Debian {debian_version})\n")
+    (out_dir / "VERSION").write_text(f"{UPSTREAM_VERSION} (Debian {debian_version}, patches {PATCH_LEVEL})\n")
     (out_dir / "build-seconds").write_text(f"{time.monotonic() - started:.0f}\n")
     (out_dir / ".complete").touch()
     shutil.rmtree(work, ignore_errors=True)  # ~3 GB of sources and Go build cache
+    for older in KUBERNETES_BIN.iterdir():  # builds without today's patches
+        if older != out_dir:
+            shutil.rmtree(older, ignore_errors=True)
     return bin_dir

@@ -8,7 +8,11 @@ and Kubernetes) carry it. It works from what every backend shares:
   ("scale-down"), the others are marked seen; stopping a cluster closes all of its workers;
 - the heartbeat's requested worker count (set by ``cluster.scale(n)`` and by adaptive scaling)
   is capped to what the limits leave room for, so adaptive scaling stays within them;
-- ``cluster.scale(n)`` beyond the limits is refused at once with HTTP 403 and the figures;
+- ``cluster.scale(n)`` beyond the limits is refused at once with the figures: a `PublicException`,
+  which dask-gateway-server answers 409 with the message as the body's error, and which the
+  dask_gateway client raises as ``GatewayClusterError(<the message>)``. (A 403 would reach the user
+  as a bare "403 Forbidden": for 403 the client shows only the HTTP reason phrase, and the
+  gateway's Go proxy, like traefik, replaces any reason phrase with the standard one.)
 - at start, intervals of clusters that no longer run (a gateway crash) are closed at their last
   seen time.
 
@@ -27,6 +31,7 @@ from typing import Any
 
 import httpx
 from aiohttp import web
+from dask_gateway_server.backends.base import PublicException
 from traitlets import Bool, Unicode, default
 from traitlets.config import LoggingConfigurable
 
@@ -133,7 +138,7 @@ class DaskUsageMixin(LoggingConfigurable):
             except UsageUnavailable as e:
                 raise web.HTTPServiceUnavailable(reason=f"Cannot check your limits now: {e}.") from None
             if answer is not None and answer[0] < msg["count"]:
-                raise web.HTTPForbidden(reason=_one_line(
+                raise PublicException(_one_line(
                     f"Cannot scale {cluster.name} to {msg['count']} workers: at most {answer[0]} fit. "
                     f"{answer[1]}"))
         return await super().forward_message_to_scheduler(cluster, msg)
@@ -207,3 +212,4 @@ class DaskUsageMixin(LoggingConfigurable):
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+

@@ -1,8 +1,8 @@
 """Dask workers through a real dask-gateway-server (QHubLocalBackend, real Unix users, a real hub),
 with the gateway writing the ledger and with the gateway asking the hub:
 each worker's life is recorded in the usage ledger; `cluster.scale()` beyond the group's worker-core
-limit is refused with 403 and the figures; adaptive scaling stays within the limit; stopping a
-cluster closes its workers' intervals.
+limit is refused with the figures (409, the client's GatewayClusterError); adaptive scaling stays
+within the limit; stopping a cluster closes its workers' intervals.
 
 Test users: gwuann, gwuben (group gwuml), ids 42900-42999 (inside the gateway harness's gw* range,
 apart from tests/gateway's 42000-42099)."""
@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from dask_gateway import Gateway
+from dask_gateway import Gateway, GatewayClusterError
 from dask_gateway.auth import JupyterHubAuth
 
 from qhub_hub.usage.ledger import DASK_WORKER, Ledger
@@ -110,18 +110,23 @@ def test_workers_are_recorded_and_scale_beyond_the_group_limit_is_refused(stack:
             assert {(r.username, r.charged_group, r.profile, r.cores, r.cost_per_hour) for r in rows} == {
                 ("gwuann", "gwuml", "Small Worker", 1.0, 0.04)}
 
-            with pytest.raises(Exception, match="403"):  # the client shows only the status  # noqa: PT011
+            with pytest.raises(GatewayClusterError) as refused:  # what the user sees: the figures
                 cluster.scale(3)
+            assert str(refused.value) == (
+                f"Cannot scale {cluster.name} to 3 workers: at most 2 fit. Not enough of your limits left for "
+                "3 more Dask worker(s): group gwuml uses 0 of 2 Dask worker cores and each worker asks for 1. "
+                "Stop something you run, or ask an admin to raise the limit (limits in the platform's config)."
+            ), str(refused.value)
             ann = stack.token("gwuann")
             status, body = gateway_request(stack, "POST", f"/clusters/{cluster.name}/scale", ann, {"count": 3})
-            assert status == 403
+            assert status == 409  # dask-gateway-server's status for a PublicException
             assert body["error"].startswith(f"Cannot scale {cluster.name} to 3 workers: at most 2 fit. ")
             assert "group gwuml uses 0 of 2 Dask worker cores and each worker asks for 1" in body["error"]
 
             with gw_ben.new_cluster() as other:  # the same group: nothing left
                 ben = stack.token("gwuben")
                 status, body = gateway_request(stack, "POST", f"/clusters/{other.name}/scale", ben, {"count": 1})
-                assert status == 403
+                assert status == 409
                 assert "group gwuml uses 2 of 2 Dask worker cores and each worker asks for 1" in body["error"]
                 status, body = gateway_request(stack, "POST", f"/clusters/{other.name}/scale", ben, {"count": 0})
                 assert status == 200  # within: allowed

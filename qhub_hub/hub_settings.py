@@ -23,6 +23,7 @@ AUTHENTICATOR_CLASSES = {
 # JupyterHub's default scopes of a server's own token (its `server` role)
 DEFAULT_SERVER_TOKEN_SCOPES = ("users:activity!user", "access:servers!server")
 PLAN_READERS_ROLE = "qhub-plan-readers"
+USER_LISTERS_ROLE = "qhub-user-listers"
 CULLER_SCOPES = ("list:users", "read:users:activity", "read:servers", "delete:servers")
 
 
@@ -42,6 +43,12 @@ def configure_plan_scope(c: Any) -> None:
 def plan_readers_role(services: Iterable[str]) -> dict[str, Any]:
     """The role of the services that act on users' plans (gateway, SSH check, conda-store)."""
     return {"name": PLAN_READERS_ROLE, "services": sorted(set(services)), "scopes": [PLAN_SCOPE]}
+
+
+def user_listers_role(services: Iterable[str]) -> dict[str, Any]:
+    """The role of the services that act on every user (the SFTP pod's accounts): the names of
+    the hub's users, nothing else of them."""
+    return {"name": USER_LISTERS_ROLE, "services": sorted(set(services)), "scopes": ["list:users"]}
 
 
 def user_role_scopes(extra: Iterable[str] = ()) -> list[str]:

@@ -112,6 +112,16 @@ def test_hub_config_from_each_scenario(name, tmp_path):
             values.get("publicUrl", "") + "/services/conda-store/oauth_callback"
         assert "access:services!service=conda-store" in roles["user"]["scopes"]
     assert "self" in roles["user"]["scopes"]
+    # the SFTP pod's token (files/sftp/accounts.py): user names and plans, nothing else
+    ssh = qhub.get("ssh", {}).get("enabled", True)
+    assert ("sftp" in services) is ssh
+    if ssh:
+        assert services["sftp"] == {"name": "sftp", "api_token": "token-of-sftp"}
+        assert "sftp" in roles["qhub-plan-readers"]["services"]
+        assert roles["qhub-user-listers"] == {"name": "qhub-user-listers", "services": ["sftp"],
+                                              "scopes": ["list:users"]}
+    else:
+        assert "qhub-user-listers" not in roles
 
     cull = qhub.get("cull", {})
     if cull.get("enabled", True):
@@ -202,8 +212,16 @@ c.JupyterHub.custom_scopes = {dict(c.JupyterHub.custom_scopes)!r}
         assert status == 200 and plan["plan"]["uid"] == 3002, plan
         assert hub.api("GET", "/qhub/plans/alice", token=token["token"])[0] == 403
         readers = {r["name"]: r for r in c.JupyterHub.load_roles}["qhub-plan-readers"]
-        assert readers == {"name": "qhub-plan-readers", "services": ["conda-store", "dask-gateway"],
+        assert readers == {"name": "qhub-plan-readers", "services": ["conda-store", "dask-gateway", "sftp"],
                            "scopes": ["custom:qhub:plans:read"]}
+        # the SFTP pod's token lists the users and reads their plans, and may do nothing else
+        status, page = hub.api("GET", "/users", token="token-of-sftp")
+        assert status == 200 and "bob" in {u["name"] for u in page}, page
+        assert hub.api("GET", "/qhub/plans/bob", token="token-of-sftp")[1]["plan"]["uid"] == 3002
+        assert hub.api("POST", "/users/bob/tokens", {"note": "x"}, token="token-of-sftp")[0] == 403
+        seen = hub.api("GET", "/users/bob", token="token-of-sftp")[1]  # names (read:users:name), no more
+        assert seen["name"] == "bob"
+        assert not {"groups", "server", "servers", "auth_state", "last_activity"} & seen.keys()
         assert "Redirect uri" not in hub.log()
     for server in stand_ins:
         server.shutdown()

@@ -38,8 +38,7 @@ VALUES = yaml.safe_load((chart.CHART / "values.yaml").read_text())
 
 # Code each image runs (modules, or chart files executed in it).
 ENTRY_POINTS = {
-    "hub": ["qhub_hub.authenticator", "qhub_hub.spawner", "helm/qhub/files/hub/qhub.py",
-            "helm/qhub/files/sftp/accounts.py"],
+    "hub": ["qhub_hub.authenticator", "qhub_hub.spawner", "helm/qhub/files/hub/qhub.py"],
     "gateway": ["helm/qhub/files/gateway/dask_gateway_config.py", "qhub_hub.gateway.kubernetes"],
     "conda-store": ["helm/qhub/files/conda-store/conda_store_config.py", "qhub_hub.conda_store.conda_store_auth"],
     "lab": ["qhub_hub.conda_store.kernels"],

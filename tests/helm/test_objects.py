@@ -242,10 +242,14 @@ def test_shell_access(scenario):
         return
     assert chart.find(objs, "Service", "jupyterhub-ssh")["spec"]["ports"][0]["port"] == config.ssh.port
     sftp = deployments["jupyterhub-sftp"]["spec"]["template"]["spec"]
-    init = sftp["initContainers"][0]
-    assert init["image"] == "quay.io/qhub-hub/hub:0.1.0"  # has qhub_hub
-    assert init["command"] == ["python3", "/etc/qhub/sftp/accounts.py", "/etc/qhub/sftp-accounts"]
+    # accounts come from the hub's plans at run time (files/sftp/accounts.py), not from the config
+    assert "initContainers" not in sftp
+    assert not any(v.get("secret", {}).get("secretName") == "qhub-config" for v in sftp["volumes"])
+    token = next(v for v in sftp["volumes"] if v["name"] == "hub-token")["secret"]
+    assert token == {"secretName": "hub", "items": [{"key": "hub.services.sftp.apiToken", "path": "token",
+                                                     "mode": 0o400}]}
     mounts = {m["mountPath"]: m for m in sftp["containers"][0]["volumeMounts"]}
+    assert mounts["/etc/qhub/sftp-hub"]["name"] == "hub-token"
     assert mounts["/usr/sbin/jupyterhub-token-verify.py"]["subPath"] == "jupyterhub-token-verify.py"
     assert mounts["/etc/nsswitch.conf"]["subPath"] == "nsswitch.conf"
     assert mounts["/mnt/home"]["subPath"] == "home"
@@ -265,10 +269,10 @@ def _refs(pod: dict[str, Any]) -> list[tuple[str, str, str | None]]:
     """(kind, name, key) of every Secret/ConfigMap a pod template refers to (key None: whole)."""
     out = []
     for volume in pod["spec"].get("volumes", []):
-        if "secret" in volume:
-            out.append(("Secret", volume["secret"]["secretName"], None))
-        if "configMap" in volume:
-            out.append(("ConfigMap", volume["configMap"]["name"], None))
+        for kind, source, name_key in (("Secret", "secret", "secretName"), ("ConfigMap", "configMap", "name")):
+            if source in volume:  # the keys it picks (items), or the whole object
+                keys = [item["key"] for item in volume[source].get("items", [])] or [None]
+                out += [(kind, volume[source][name_key], key) for key in keys]
     for container in chart.containers(pod):
         for mount in container.get("volumeMounts", []):
             if "subPath" in mount:

@@ -1,71 +1,254 @@
-"""SFTP with the qhub accounts: files land with the user's own uid, and a token only opens its
-owner's home (the upstream check accepts any valid token for any login name).
+"""The SFTP pod's accounts come from the hub's plans; a token only opens its owner's home.
 
-accounts.py runs as the SFTP pod's init container does; the token check runs as PAM's pam_exec
-runs it (PAM_USER in the environment, the password on stdin ending in NUL) against a real
-JupyterHub, and really bind-mounts the home into the chroot (as root, in temporary folders).
+A real JupyterHub (the qhub GitHub authenticator, a fake GitHub on loopback) is the authority, set
+up with the roles the chart's hub gives the `sftp` service (`hub_settings.plan_readers_role`,
+`user_listers_role`). People log in through it for real; then the chart's files/sftp code runs as
+in the SFTP container: `accounts.py sync` with the system python3 (the image's: standard library
+only, no qhub_hub), against a scratch /etc holding an image's passwd and group, and the token check
+as PAM's pam_exec runs it (PAM_USER in the environment, the password on stdin ending in NUL),
+really bind-mounting the home into the chroot (as root, in temporary folders).
+
+Checked: each account's uid, gid and groups are the hub's plan (an identity-provider user's uid
+handed out by the hub's registry after a collision, which the config alone gets wrong); a user
+the hub no longer admits, or never did, has no account; a user removed from a group loses it at
+the next sync, and at their next login even before it; a new user's first login makes their
+account; the hub being away keeps the last accounts and refuses logins.
+
+Names dbg*, ids 48000-48999 (this suite's range); nothing is written to the machine's /etc.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import stat
 import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-import yaml
 
 from qhub_hub.config import load_config
+from qhub_hub.hub_plans import HubPlanSource
 from qhub_hub.policy import plan_for
+from tests.hub.conftest import hub_env, oauth_login, write_config
+from tests.hub.fake_providers import FakeGitHub
 from tests.support.hub import HubProcess
 
 from . import chart
 
 FILES = chart.CHART / "files" / "sftp"
 VERIFY = FILES / "jupyterhub-token-verify.py"
+SYSTEM_PYTHON = "/usr/bin/python3"  # what the SFTP image runs these files with: no qhub_hub there
+SERVICE = "sftp"
+GROUPS = {"dbgusers": 48100, "dbganalysts": 48101, "dbgml": 48102}
+# an image's accounts: root, upstream's jovyan, and one whose name a hub user may also have
+IMAGE_PASSWD = ("root:x:0:0:root:/root:/bin/bash\njovyan:x:1000:1000:Default Jupyter user:/home/jovyan:/sbin/nologin\n"
+                "dbgimage:x:1001:1001::/nonexistent:/usr/sbin/nologin\n")
+IMAGE_GROUP = "root:x:0:\nusers:x:100:\njovyan:x:1000:\n"
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def config_data(github: FakeGitHub, hub_url: str, *, alice_groups: tuple[str, ...] = ("dbgml", "dbganalysts"),
+                without: tuple[str, ...] = ()) -> dict[str, Any]:
+    users = {"dbgalice": {"uid": 48001, "primary_group": "dbgusers", "secondary_groups": list(alice_groups)},
+             "dbgbob": {"uid": 48002, "primary_group": "dbgusers", "readonly_groups": ["dbganalysts"]},
+             "jovyan": {"uid": 48003, "primary_group": "dbgusers"},  # a reserved name: escaped
+             "dbgimage": {"uid": 48004, "primary_group": "dbgusers"}}  # an image account's name
+    return {
+        "security": {
+            "authentication": {"type": "GitHub", "config": {
+                "client_id": github.client_id, "client_secret": github.client_secret,
+                "oauth_callback_url": f"{hub_url}/hub/oauth_callback", "github_url": github.url}},
+            "groups": {name: {"gid": gid} for name, gid in GROUPS.items()},
+            "users": {name: spec for name, spec in users.items() if name not in without},
+            "identity_provider_groups": {"acme:ml-team": "dbgml"},
+            "dynamic_ids": {"uid_start": 48500, "uid_count": 50},
+        },
+        "profiles": {"jupyterlab": [{"display_name": "Small", "slug": "small", "default": True}]},
+    }
+
+
+def colliding_name(config, first: str) -> str:
+    """An identity-provider user whose hashed uid slot is `first`'s: the hub hands them the next."""
+    slot = plan_for(config, first, ["acme:ml-team"]).uid
+    return next(n for n in (f"dbgu{i}" for i in range(5000)) if plan_for(config, n, ["acme:ml-team"]).uid == slot)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory):
+    """A real hub; dbgalice, dbgbob, jovyan, dbgimage (config users), dbggina and a user colliding
+    with her uid slot (identity-provider users of acme:ml-team) logged in, in that order."""
+    workdir = tmp_path_factory.mktemp("sftp-hub")
+    github = FakeGitHub().start()
+    config_path = workdir / "qhub-config.yaml"
+    token = secrets.token_hex(16)
+    hub = HubProcess(workdir, env=hub_env(config_path), extra_config=f"""
+        from qhub_hub import hub_settings
+        c.JupyterHub.authenticator_class = "qhub-github"
+        hub_settings.configure_plan_scope(c)
+        c.JupyterHub.services.append({{"name": {SERVICE!r}, "api_token": {token!r}}})
+        c.JupyterHub.load_roles += [
+            hub_settings.plan_readers_role([{SERVICE!r}]),
+            hub_settings.user_listers_role([{SERVICE!r}]),
+            {{"name": "user", "scopes": hub_settings.user_role_scopes()}},
+        ]
+    """)
+    write_config(config_path, config_data(github, hub.url))
+    config = load_config(config_path)
+    late = colliding_name(config, "dbggina")
+    hub.start()
+    try:
+        for name, teams in [("dbgalice", []), ("dbgbob", []), ("jovyan", []), ("dbgimage", []),
+                            ("dbggina", ["acme:ml-team"]), (late, ["acme:ml-team"])]:
+            github.add_user(name, teams=teams)
+            github.next_login = name
+            assert oauth_login(hub.url, github.url)[1].status_code == 302, name
+        yield {"hub": hub, "github": github, "config": config_path, "token": token, "late": late,
+               "slot": plan_for(config, late, ["acme:ml-team"]).uid}
+    finally:
+        hub.stop()
+        github.stop()
+
+
+@pytest.fixture
+def pod(tmp_path: Path, hub: dict) -> dict:
+    """The SFTP container's files: an image's /etc, the hub URL and the service token, storage."""
+    etc, state = tmp_path / "etc", tmp_path / "state"
+    etc.mkdir()
+    (etc / "passwd").write_text(IMAGE_PASSWD)
+    (etc / "group").write_text(IMAGE_GROUP)
+    (tmp_path / "hubUrl").write_text(hub["hub"].url + "\n")
+    (tmp_path / "token").write_text(hub["token"] + "\n")
+    for folder in ("homes", "chroots"):
+        (tmp_path / folder).mkdir()
+    tmp_path.chmod(0o755)
+    world = {"dir": tmp_path, "etc": etc, "state": state, "homes": tmp_path / "homes",
+             "chroots": tmp_path / "chroots"}
+    assert accounts_cli(world, "keep-image-entries").returncode == 0
+    try:
+        yield world
+    finally:
+        for mount in sorted(world["chroots"].glob("*/*"), reverse=True):
+            while mounted(mount):
+                subprocess.run(["umount", str(mount)], check=True)
+        write_config(hub["config"], config_data(hub["github"], hub["hub"].url))  # as the module began
+
+
+def accounts_cli(world: dict, *args: str, hub_url_file: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([SYSTEM_PYTHON, "-I", str(FILES / "accounts.py"), *args,
+                           "--hub-url-file", str(hub_url_file or world["dir"] / "hubUrl"),
+                           "--token-file", str(world["dir"] / "token"),
+                           "--etc", str(world["etc"]), "--state", str(world["state"])],
+                          capture_output=True, text=True, timeout=120, cwd="/", env={"PATH": "/usr/bin:/bin"})
+
+
+def sync(world: dict) -> subprocess.CompletedProcess:
+    result = accounts_cli(world, "sync")
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def passwd(world: dict) -> dict[str, list[str]]:
+    return {line.split(":")[0]: line.split(":") for line in (world["etc"] / "passwd").read_text().splitlines()}
+
+
+def group_members(world: dict) -> dict[str, set[str]]:
+    """name:gid -> members, over every group line (the image's and ours)."""
+    out: dict[str, set[str]] = {}
+    for line in (world["etc"] / "group").read_text().splitlines():
+        name, _, gid, members = line.split(":")
+        out.setdefault(f"{name}:{gid}", set()).update(m for m in members.split(",") if m)
+    return out
+
+
+def groups_of(world: dict, user: str) -> set[int]:
+    return {int(key.split(":")[1]) for key, members in group_members(world).items() if user in members}
+
+
+def plan_of(hub: dict, name: str):
+    return HubPlanSource(f"{hub['hub'].url}/hub/api", hub["token"]).fetch_sync(name).plan
+
+
+def user_token(hub: dict, name: str) -> str:
+    status, body = hub["hub"].api("POST", f"/users/{name}/tokens", {"note": "sftp"})
+    assert status == 201, body
+    return body["token"]
 
 
 def mounted(path: Path) -> bool:
     return any(line.split()[4] == os.path.realpath(path) for line in Path("/proc/self/mountinfo").open())
 
 
-def write_accounts(config: dict, out: Path) -> dict:
-    config_file = out / "qhub-config.yaml"
-    config_file.write_text(yaml.safe_dump(config))
-    result = subprocess.run([sys.executable, str(FILES / "accounts.py"), str(out / "accounts")],
-                            env={**os.environ, "QHUB_CONFIG": str(config_file)},
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return json.loads((out / "accounts" / "accounts.json").read_text())
+def login(world: dict, user: str, password: str) -> subprocess.CompletedProcess:
+    """Run the check as pam_exec does: PAM_USER set, `password\\0` on stdin, the PAM line's args."""
+    args = [SYSTEM_PYTHON, str(VERIFY), "--hub-url-file", str(world["dir"] / "hubUrl"),
+            "--token-file", str(world["dir"] / "token"), "--library", str(FILES),
+            "--etc", str(world["etc"]), "--state", str(world["state"]),
+            "--homes", str(world["homes"]), "--chroots", str(world["chroots"])]
+    return subprocess.run(args, input=password + "\x00", text=True, timeout=60, capture_output=True,
+                          env={"PAM_USER": user, "PATH": os.environ["PATH"]}, cwd="/")
 
 
-def test_accounts_are_the_plans_of_the_listed_users(tmp_path):
-    data = yaml.safe_load(chart.EXAMPLE_CONFIG.read_text())
-    data["security"]["users"]["Dr.Who@example.org"] = {"uid": 3099, "primary_group": "users",
-                                                      "secondary_groups": ["ml"]}
-    accounts = write_accounts(data, tmp_path)
-    config = load_config(data)
-    passwd = (tmp_path / "accounts" / "passwd").read_text().splitlines()
-    group = (tmp_path / "accounts" / "group").read_text().splitlines()
-    assert len(passwd) == len(accounts) == len(config.security.users)
-    for username in config.security.users:
-        plan = plan_for(config, username)
-        account = accounts[plan.unix_name]
-        assert account == {"hub_user": username, "uid": plan.uid, "gid": plan.gid,
-                           "home": plan.unix_name, "mode": plan.home.mode}
-        assert f"{plan.unix_name}:x:{plan.uid}:{plan.gid}:qhub user:{plan.home.path}:/usr/sbin/nologin" in passwd
-    escaped = plan_for(config, "Dr.Who@example.org").unix_name
-    assert "--" in escaped and accounts[escaped]["hub_user"] == "Dr.Who@example.org"
-    by_name = {line.split(":")[0]: line.split(":") for line in group}
-    assert by_name["ml"][2] == "2003"
-    assert set(by_name["ml"][3].split(",")) == {"carol", "dave", escaped}
-    assert by_name["analysts"][3].split(",") == ["alice", "bob"]  # erin reads it only: no membership
+# --- the sync --------------------------------------------------------------------------------------
 
 
-def test_start_script_and_nsswitch(tmp_path):
+def test_accounts_are_the_hubs_plans(hub: dict, pod: dict) -> None:
+    result = sync(pod)
+    assert "5 accounts from the hub's plans" in result.stderr, result.stderr
+    entries = passwd(pod)
+    # the image's own accounts stay, first and unchanged
+    assert (pod["etc"] / "passwd").read_text().startswith(IMAGE_PASSWD)
+    assert (pod["etc"] / "group").read_text().startswith(IMAGE_GROUP)
+    assert entries["dbgimage"][2] == "1001"  # a hub user named like an image account gets none
+    assert "hub user 'dbgimage' has the name of an image account, 'dbgimage'" in result.stderr
+    assert entries["jovyan"][2] == "1000"  # the hub user jovyan has an escaped Unix name
+    escaped = plan_of(hub, "jovyan").unix_name
+    assert escaped.startswith("jovyan--") and entries[escaped][2:5] == ["48003", "48100", "jovyan"]
+    late = hub["late"]
+    for name in ("dbgalice", "dbgbob", "dbggina", late):
+        plan = plan_of(hub, name)
+        assert entries[name] == [name, "x", str(plan.uid), str(plan.gid), name, f"/home/{name}",
+                                 "/usr/sbin/nologin"], entries[name]
+        assert groups_of(pod, name) == set(plan.supplemental_gids), name  # read-write groups only
+    # the ids the hub decided: config uids, and dynamic ones from its registry
+    assert [int(entries[n][2]) for n in ("dbgalice", "dbgbob")] == [48001, 48002]
+    assert int(entries["dbggina"][2]) == hub["slot"] and int(entries[late][2]) == hub["slot"] + 1
+    assert groups_of(pod, "dbgalice") == {48101, 48102} and groups_of(pod, "dbgbob") == set()  # bob only reads
+    assert groups_of(pod, late) == {48102}  # from the identity provider's team
+    assert f"{late}:{hub['slot'] + 1}" in group_members(pod)  # a private primary group (gid = uid)
+
+
+def test_a_user_removed_from_a_group_or_the_config_loses_it(hub: dict, pod: dict) -> None:
+    sync(pod)
+    assert 48102 in groups_of(pod, "dbgalice")
+    write_config(hub["config"], config_data(hub["github"], hub["hub"].url, alice_groups=("dbganalysts",),
+                                            without=("dbgbob",)))
+    sync(pod)
+    assert groups_of(pod, "dbgalice") == {48101}
+    assert "dbgbob" not in passwd(pod)  # still a hub user, but the plan no longer admits him
+    assert json.loads((pod["state"] / "accounts.json").read_text()).keys() == {
+        "dbgalice", "dbggina", hub["late"], plan_of(hub, "jovyan").unix_name}
+
+
+def test_the_hub_away_keeps_the_last_accounts(hub: dict, pod: dict) -> None:
+    sync(pod)
+    before = (pod["etc"] / "passwd").read_text(), (pod["etc"] / "group").read_text()
+    closed = pod["dir"] / "closedUrl"
+    closed.write_text("http://127.0.0.1:9\n")
+    result = accounts_cli(pod, "sync", hub_url_file=closed)
+    assert result.returncode == 1 and "accounts not synced: the hub at http://127.0.0.1:9/hub/api cannot be " \
+        "reached" in result.stderr, result.stderr
+    assert ((pod["etc"] / "passwd").read_text(), (pod["etc"] / "group").read_text()) == before
+    (pod["dir"] / "token").write_text("not-the-service-token")
+    result = accounts_cli(pod, "sync")
+    assert result.returncode == 1 and "needs the scope list:users" in result.stderr, result.stderr
+    assert (pod["etc"] / "passwd").read_text() == before[0]
+
+
+def test_start_script_and_nsswitch() -> None:
     assert subprocess.run(["sh", "-n", str(FILES / "start.sh")]).returncode == 0
     lines = [line.split() for line in (FILES / "nsswitch.conf").read_text().splitlines()
              if line and not line.startswith("#")]
@@ -73,90 +256,83 @@ def test_start_script_and_nsswitch(tmp_path):
     assert databases["passwd"] == databases["group"] == databases["shadow"] == ["files"]
 
 
+# --- logins -----------------------------------------------------------------------------------------
+
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts and chown need root")
 
 
-@pytest.fixture(scope="module")
-def hub_with_tokens(tmp_path_factory):
-    """A real hub with alice and bob, and an API token of each."""
-    hub = HubProcess(tmp_path_factory.mktemp("hub"), extra_config='c.JupyterHub.authenticator_class = "dummy"')
-    hub.start()
-    try:
-        tokens = {}
-        for name in ("alice", "bob"):
-            assert hub.api("POST", f"/users/{name}")[0] == 201
-            status, token = hub.api("POST", f"/users/{name}/tokens", {"note": "sftp"})
-            assert status == 201
-            tokens[name] = token["token"]
-        yield hub, tokens
-    finally:
-        hub.stop()
-
-
-@pytest.fixture
-def sftp_world(tmp_path, hub_with_tokens):
-    """The accounts files of the example config and empty storage folders, as in the SFTP pod."""
-    hub, tokens = hub_with_tokens
-    accounts = write_accounts(yaml.safe_load(chart.EXAMPLE_CONFIG.read_text()), tmp_path)
-    homes, chroots = tmp_path / "homes", tmp_path / "chroots"
-    homes.mkdir()
-    chroots.mkdir()
-    (tmp_path / "hubUrl").write_text(hub.url + "\n")
-    try:
-        yield {"accounts": accounts, "tokens": tokens, "homes": homes, "chroots": chroots, "dir": tmp_path}
-    finally:
-        for mount in sorted(chroots.glob("*/*"), reverse=True):
-            while mounted(mount):
-                subprocess.run(["umount", str(mount)], check=True)
-
-
-def login(world, user: str, password: str) -> int:
-    """Run the check as pam_exec does: PAM_USER set, `password\\0` on stdin, the PAM line's args."""
-    args = [sys.executable, str(VERIFY), "--hub-url-file", str(world["dir"] / "hubUrl"),
-            "--accounts", str(world["dir"] / "accounts" / "accounts.json"),
-            "--homes", str(world["homes"]), "--chroots", str(world["chroots"])]
-    result = subprocess.run(args, input=password + "\x00", text=True, timeout=60, capture_output=True,
-                            env={"PAM_USER": user, "PATH": os.environ["PATH"]})
-    return result.returncode
-
-
 @needs_root
-def test_a_token_opens_its_owners_home_as_the_owner(sftp_world):
-    world = sftp_world
-    assert login(world, "alice", world["tokens"]["alice"]) == 0
-    home = world["homes"] / "alice"
+def test_a_token_opens_its_owners_home_as_the_owner(hub: dict, pod: dict) -> None:
+    sync(pod)
+    late = hub["late"]
+    result = login(pod, late, user_token(hub, late))
+    assert result.returncode == 0, result.stderr
+    home = pod["homes"] / late
     info = home.stat()
-    alice = world["accounts"]["alice"]
-    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (alice["uid"], alice["gid"], 0o700)
-    target = world["chroots"] / "alice" / "alice"
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (hub["slot"] + 1, hub["slot"] + 1, 0o700)
+    target = pod["chroots"] / late / late
     assert mounted(target)
-    chroot = (world["chroots"] / "alice").stat()
+    chroot = (pod["chroots"] / late).stat()
     assert chroot.st_uid == 0 and stat.S_IMODE(chroot.st_mode) == 0o755  # sshd's ChrootDirectory rule
     (target / "uploaded.txt").write_text("via sftp")
     assert (home / "uploaded.txt").read_text() == "via sftp"
     # a second login reuses the mount (no second mount stacked on it)
-    assert login(world, "alice", world["tokens"]["alice"]) == 0
+    assert login(pod, late, user_token(hub, late)).returncode == 0
     points = [line.split()[4] for line in Path("/proc/self/mountinfo").open()]
     assert points.count(os.path.realpath(target)) == 1
 
 
 @needs_root
-def test_a_token_never_opens_someone_elses_home(sftp_world):
-    world = sftp_world
-    assert login(world, "alice", world["tokens"]["bob"]) == 1
-    assert not (world["chroots"] / "alice").exists() and not (world["homes"] / "alice").exists()
+def test_a_login_takes_the_plan_of_that_moment(hub: dict, pod: dict) -> None:
+    """Removed from a group after the last sync: the login itself rewrites the entries first."""
+    sync(pod)
+    assert groups_of(pod, "dbgalice") == {48101, 48102}
+    write_config(hub["config"], config_data(hub["github"], hub["hub"].url, alice_groups=("dbganalysts",)))
+    assert login(pod, "dbgalice", user_token(hub, "dbgalice")).returncode == 0
+    assert groups_of(pod, "dbgalice") == {48101}  # before sshd sets the session's groups
+    # renumbered by the config: this login is refused (sshd holds the old uid), the next one works
+    data = config_data(hub["github"], hub["hub"].url)
+    data["security"]["users"]["dbgalice"]["uid"] = 48011
+    write_config(hub["config"], data)
+    result = login(pod, "dbgalice", user_token(hub, "dbgalice"))
+    assert result.returncode == 1 and "renumbered" in result.stderr, result.stderr
+    assert passwd(pod)["dbgalice"][2] == "48011"
+    assert login(pod, "dbgalice", user_token(hub, "dbgalice")).returncode == 0
+
+
+@needs_root
+def test_a_new_users_first_login_makes_the_account(hub: dict, pod: dict) -> None:
+    assert "dbggina" not in passwd(pod)  # no sync yet
+    token = user_token(hub, "dbggina")
+    assert login(pod, "dbggina", token).returncode == 1  # sshd found no account for this connection
+    assert passwd(pod)["dbggina"][2] == str(hub["slot"])
+    assert login(pod, "dbggina", token).returncode == 0
 
 
 @needs_root
 @pytest.mark.parametrize("user,password", [
-    ("alice", "not-a-token"),
-    ("alice", ""),
-    ("jovyan", "TOKEN"),          # an image account, not a qhub one: never a shared uid
-    ("../alice", "TOKEN"),
-    ("frank", "TOKEN"),           # a qhub account, but the token is alice's
+    ("dbgalice", "not-a-token"),
+    ("dbgalice", ""),
+    ("dbgalice", "BOB"),          # a valid token, of another user
+    ("jovyan", "JOVYAN"),         # the image's account: never a hub user's, even with its token
+    ("dbgimage", "DBGIMAGE"),     # an image account named as a hub user is: still the image's
+    ("root", "ALICE"),
+    ("../dbgalice", "ALICE"),
+    ("dbgbob", "ALICE"),
 ])
-def test_refusals(sftp_world, user, password):
-    world = sftp_world
-    token = world["tokens"]["alice"] if password == "TOKEN" else password
-    assert login(world, user, token) == 1
-    assert list(world["chroots"].iterdir()) == []
+def test_refusals(hub: dict, pod: dict, user: str, password: str) -> None:
+    sync(pod)
+    tokens = {"ALICE": "dbgalice", "BOB": "dbgbob", "JOVYAN": "jovyan", "DBGIMAGE": "dbgimage"}
+    token = user_token(hub, tokens[password]) if password in tokens else password
+    assert login(pod, user, token).returncode == 1
+    assert list(pod["chroots"].iterdir()) == []
+
+
+@needs_root
+def test_no_login_without_the_hub(hub: dict, pod: dict) -> None:
+    sync(pod)
+    token = user_token(hub, "dbgalice")
+    (pod["dir"] / "token").write_text("not-the-service-token")  # the plan cannot be read
+    result = login(pod, "dbgalice", token)
+    assert result.returncode == 1 and "may not read plans" in result.stderr, result.stderr
+    assert list(pod["chroots"].iterdir()) == []

@@ -92,7 +92,8 @@ PINNED_Z2JH = {"jupyterhub": {"hub": {"config": {
     "JupyterHub": {"cookie_secret": "a" * 64},
     "ConfigurableHTTPProxy": {"auth_token": "b" * 64},
     "CryptKeeper": {"keys": ["c" * 64]}},
-    "services": {"dask-gateway": {"apiToken": "d" * 64}, "conda-store": {"apiToken": "e" * 64}}}}}
+    "services": {"dask-gateway": {"apiToken": "d" * 64}, "conda-store": {"apiToken": "e" * 64},
+                 "sftp": {"apiToken": "f" * 64}}}}}
 
 
 @pytest.fixture(scope="module")

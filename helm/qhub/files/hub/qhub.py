@@ -22,7 +22,7 @@ from qhub_hub.gateway.hub_service import gateway_server_token_scopes, gateway_us
 c = globals()["c"]
 
 CULLER = "jupyterhub-idle-culler"
-PLAN_READERS = ("dask-gateway", "conda-store")  # services that act on users' plans
+PLAN_READERS = ("dask-gateway", "conda-store", "sftp")  # services that act on users' plans
 
 _settings_path = os.environ.get(
     "QHUB_CHART_SETTINGS", "/usr/local/etc/jupyterhub/jupyterhub_config.d/settings.json"
@@ -75,6 +75,9 @@ for _service in c.JupyterHub.get("services", []):
         _service = {**_service, "url": _conda_store["service_url"],
                     "oauth_client_id": "service-conda-store",
                     "oauth_redirect_uri": _conda_store["oauth_redirect_uri"]}
+    elif _name == "sftp":  # the SFTP pod's accounts (files/sftp/accounts.py)
+        if not _qhub.ssh.enabled:
+            continue
     elif _name == CULLER:
         if not _cull.enabled:
             continue
@@ -104,6 +107,8 @@ for _role in c.JupyterHub.get("load_roles", []):
 _plan_readers = [name for name in PLAN_READERS if name in _service_names]
 if _plan_readers:
     _roles.append(hub_settings.plan_readers_role(_plan_readers))
+if "sftp" in _service_names:
+    _roles.append(hub_settings.user_listers_role(["sftp"]))
 c.JupyterHub.load_roles = [*_roles, _user_role]
 
 if "dask-gateway" in _service_names:

@@ -1,10 +1,15 @@
-#!/usr/bin/env python3
 """SFTP login check, run as root by PAM (pam_exec expose_authtok) in the SFTP pod.
 
 The password is a JupyterHub API token. The login succeeds only when
-- the login name is an account of the qhub config (accounts.json, written by accounts.py), and
-- the hub says the token belongs to exactly that account's hub user
-  (the upstream check accepts any valid token for any name).
+- the hub says the token belongs to a hub user (the upstream check accepts any valid token for
+  any name), and
+- the hub's plan of that user, asked for now with the SFTP service's token, admits them under
+  exactly this login name (accounts.py `refresh`: their passwd and group entries are rewritten
+  from that plan before the session starts, so the session gets the plan's groups of this
+  moment), and
+- the account sshd looked up when the connection began had the plan's uid and gid. When it did
+  not (a user new since the last sync, or renumbered), this login is refused and the next one,
+  with the entries now written, goes through.
 Then the user's home is bind-mounted where sshd chroots them (/export/home/<name>/<name>); the
 session itself runs as the account's uid and gid from /etc/passwd, so files land as theirs.
 
@@ -31,7 +36,10 @@ NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$|^[a-z][a-z0-9_-]{0,19}--[a-z2-7]{10}
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hub-url-file", default="/etc/jupyterhub-sftp/config/hubUrl")
-    parser.add_argument("--accounts", default="/etc/qhub/sftp-accounts/accounts.json")
+    parser.add_argument("--token-file", default="/etc/qhub/sftp-hub/token", help="the SFTP service's hub token")
+    parser.add_argument("--library", default="/etc/qhub/sftp", help="the folder of accounts.py")
+    parser.add_argument("--etc", default="/etc")
+    parser.add_argument("--state", default="/etc/qhub-sftp")
     parser.add_argument("--homes", default="/mnt/home", help="the storage's home folder")
     parser.add_argument("--chroots", default="/export/home", help="sshd's ChrootDirectory parent")
     return parser.parse_args(argv)
@@ -79,15 +87,29 @@ def main(argv: list[str]) -> int:
     name = os.environ.get("PAM_USER", "")
     if not NAME.match(name):
         return 1
-    accounts = json.loads(Path(args.accounts).read_text())
-    account = accounts.get(name)
-    if account is None:
-        return 1
     token = sys.stdin.read().rstrip("\x00").strip()
     if not token:
         return 1
-    hub_url = Path(args.hub_url_file).read_text().strip()
-    if token_owner(hub_url, token) != account["hub_user"]:
+    sys.path.insert(0, args.library)
+    import accounts  # noqa: E402 - the chart's accounts.py, beside this file in the pod
+
+    hub_url = Path(args.hub_url_file).read_text().strip().rstrip("/")
+    owner = token_owner(hub_url, token)
+    if owner is None:
+        return 1
+    hub = accounts.Hub(f"{hub_url}/hub/api", accounts.read_token(args.token_file))
+    try:
+        before, account = accounts.refresh(hub, accounts.Files(args.etc, args.state), owner)
+    except (accounts.PlanUnavailable, OSError) as e:
+        accounts.log(f"login of {name!r} refused: no plan for hub user {owner!r} ({e})")
+        return 1
+    if account is None or account["name"] != name:
+        accounts.log(f"login of {name!r} refused: the token belongs to hub user {owner!r}, whose plan "
+                     f"{'names ' + repr(account['name']) if account else 'does not admit them'}")
+        return 1
+    if before is None or (before["uid"], before["gid"]) != (account["uid"], account["gid"]):
+        accounts.log(f"login of {name!r} refused once: the account was made or renumbered from the "
+                     "hub's plan just now; the next login uses it")
         return 1
     prepare_home(account, name, Path(args.homes), Path(args.chroots))
     return 0

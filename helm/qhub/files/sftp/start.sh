@@ -1,8 +1,17 @@
 #!/bin/sh
-# SFTP pod entry point: add the qhub accounts (written by accounts.py in the init container) to
-# the image's own, then run upstream's sshd. /etc/nsswitch.conf is ours (files only): a login
+# SFTP pod entry point. The accounts come from the hub's plans (accounts.py): the image's own
+# passwd and group are set aside once, then a background loop writes them plus one account per
+# hub user every $QHUB_SFTP_SYNC_SECONDS (default 60), and each login refreshes its own user's
+# entries first (jupyterhub-token-verify.py). /etc/nsswitch.conf is ours (files only): a login
 # name that is not an account is refused, never mapped to a shared uid.
 set -eu
-cat /etc/qhub/sftp-accounts/passwd >> /etc/passwd
-cat /etc/qhub/sftp-accounts/group >> /etc/group
+ACCOUNTS=/etc/qhub/sftp/accounts.py
+python3 "$ACCOUNTS" keep-image-entries
+python3 "$ACCOUNTS" sync || echo "qhub-sftp: no accounts yet, the hub did not answer; retrying in the background" >&2
+(
+  while true; do
+    python3 "$ACCOUNTS" sync --every "${QHUB_SFTP_SYNC_SECONDS:-60}" || true
+    sleep 10
+  done
+) &
 exec /usr/sbin/sshd -D -e

@@ -19,11 +19,14 @@ Names dbg*, ids 48000-48999 (this suite's range); nothing is written to the mach
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import secrets
+import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -183,13 +186,18 @@ def mounted(path: Path) -> bool:
 
 
 def login(world: dict, user: str, password: str) -> subprocess.CompletedProcess:
-    """Run the check as pam_exec does: PAM_USER set, `password\\0` on stdin, the PAM line's args."""
-    args = [SYSTEM_PYTHON, str(VERIFY), "--hub-url-file", str(world["dir"] / "hubUrl"),
+    """Run the check as pam_exec does: the file itself executed (mounted 0755 in the pod), PAM_USER
+    set, `password\\0` on stdin, the PAM line's args."""
+    check = world["dir"] / VERIFY.name
+    if not check.exists():
+        shutil.copy(VERIFY, check)
+        check.chmod(0o755)
+    args = [str(check), "--hub-url-file", str(world["dir"] / "hubUrl"),
             "--token-file", str(world["dir"] / "token"), "--library", str(FILES),
             "--etc", str(world["etc"]), "--state", str(world["state"]),
             "--homes", str(world["homes"]), "--chroots", str(world["chroots"])]
     return subprocess.run(args, input=password + "\x00", text=True, timeout=60, capture_output=True,
-                          env={"PAM_USER": user, "PATH": os.environ["PATH"]}, cwd="/")
+                          env={"PAM_USER": user, "PATH": "/usr/bin:/bin"}, cwd="/")
 
 
 # --- the sync --------------------------------------------------------------------------------------
@@ -250,6 +258,16 @@ def test_the_hub_away_keeps_the_last_accounts(hub: dict, pod: dict) -> None:
 
 def test_start_script_and_nsswitch() -> None:
     assert subprocess.run(["sh", "-n", str(FILES / "start.sh")]).returncode == 0
+    # what the SFTP image can run: its system python3 (3.8 on upstream's Ubuntu focal base), the
+    # standard library only, and the token check started by pam_exec as an executable
+    for path in (FILES / "accounts.py", VERIFY):
+        tree = ast.parse(path.read_text(), feature_version=(3, 8))
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.module}
+        assert imported - sys.stdlib_module_names <= {"accounts"}, (path.name, imported)
+    assert VERIFY.read_text().startswith("#!/usr/bin/env python3\n")
     lines = [line.split() for line in (FILES / "nsswitch.conf").read_text().splitlines()
              if line and not line.startswith("#")]
     databases = {fields[0].rstrip(":"): fields[1:] for fields in lines}

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """SFTP login check, run as root by PAM (pam_exec expose_authtok) in the SFTP pod.
 
 The password is a JupyterHub API token. The login succeeds only when

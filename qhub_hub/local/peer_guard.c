@@ -141,6 +141,10 @@ static int guarded(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int fl
         real_accept4 = (accept4_fn)dlsym(RTLD_NEXT, "accept4");
     if (!real_accept)
         real_accept = (accept_fn)dlsym(RTLD_NEXT, "accept");
+    if (!(use_accept4 ? (void *)real_accept4 : (void *)real_accept)) {
+        errno = ENOSYS; /* no C library function to wrap: accept nothing rather than unguarded */
+        return -1;
+    }
     for (;;) {
         int fd = use_accept4 ? real_accept4(sockfd, addr, addrlen, flags) : real_accept(sockfd, addr, addrlen);
         if (fd < 0)

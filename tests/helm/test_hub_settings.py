@@ -94,10 +94,10 @@ def test_hub_config_from_each_scenario(name, tmp_path):
     gateway = values.get("dask-gateway", {}).get("enabled", True)
     assert ("dask-gateway" in services) is gateway
     if gateway:
-        assert services["dask-gateway"]["url"] == "http://traefik-dask-gateway"
+        assert services["dask-gateway"]["url"] == "http://traefik-qhub-dask-gateway"
         assert services["dask-gateway"]["api_token"] == "token-of-dask-gateway"
-        assert c.QHubKubeSpawner.dask_gateway_address == "http://traefik-dask-gateway/services/dask-gateway"
-        assert c.QHubKubeSpawner.dask_gateway_proxy_address == "gateway://traefik-dask-gateway:80"
+        assert c.QHubKubeSpawner.dask_gateway_address == "http://traefik-qhub-dask-gateway/services/dask-gateway"
+        assert c.QHubKubeSpawner.dask_gateway_proxy_address == "gateway://traefik-qhub-dask-gateway:80"
         assert "access:services!service=dask-gateway" in roles["user"]["scopes"]
         assert "access:services!service=dask-gateway" in c.Spawner.server_token_scopes
         assert "access:servers!server" in c.Spawner.server_token_scopes  # JupyterHub's default kept

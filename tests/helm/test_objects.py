@@ -191,9 +191,9 @@ def test_gateway_api_stands_in_for_the_charts_own(scenario):
     pod = deployments["qhub-dask-gateway-api"]["spec"]["template"]
     labels = pod["metadata"]["labels"]
     # what the dask-gateway chart's api Service selects
-    assert chart.selects(UPSTREAM_OBJECTS["Service/api-dask-gateway"]["selector"](chart.RELEASE), labels)
+    assert chart.selects(UPSTREAM_OBJECTS["Service/api-qhub-dask-gateway"]["selector"](chart.RELEASE), labels)
     spec = pod["spec"]
-    assert spec["serviceAccountName"] == "api-dask-gateway"
+    assert spec["serviceAccountName"] == "api-qhub-dask-gateway"
     container = spec["containers"][0]
     env = {e["name"]: e for e in container["env"]}
     assert env["JUPYTERHUB_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {

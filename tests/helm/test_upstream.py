@@ -144,14 +144,14 @@ def test_full_render_with_the_real_subcharts(name, full_chart):
     pods = {f"{w['kind']}/{w['metadata']['name']}": p["metadata"]["labels"] for w, p in chart.pod_templates(objs)}
     facts = {"hub": "Deployment/hub", "proxy": "Deployment/proxy"}
     if gateway:
-        facts.update({"traefik": "Deployment/traefik-dask-gateway",
-                      "dask-gateway-controller": "Deployment/controller-dask-gateway"})
-        api = chart.find(objs, "Service", "api-dask-gateway")
+        facts.update({"traefik": "Deployment/traefik-qhub-dask-gateway",
+                      "dask-gateway-controller": "Deployment/controller-qhub-dask-gateway"})
+        api = chart.find(objs, "Service", "api-qhub-dask-gateway")
         selected = [k for k, labels in pods.items() if chart.selects({"matchLabels": api["spec"]["selector"]}, labels)]
-        assert sorted(selected) == ["Deployment/api-dask-gateway", "Deployment/qhub-dask-gateway-api"]
-        assert chart.find(objs, "Deployment", "api-dask-gateway")["spec"]["replicas"] == 0
-        assert chart.find(objs, "Service", "traefik-dask-gateway")["spec"]["ports"][0]["port"] == 80
-        route = chart.find(objs, "IngressRoute", "api-dask-gateway")
+        assert sorted(selected) == ["Deployment/api-qhub-dask-gateway", "Deployment/qhub-dask-gateway-api"]
+        assert chart.find(objs, "Deployment", "api-qhub-dask-gateway")["spec"]["replicas"] == 0
+        assert chart.find(objs, "Service", "traefik-qhub-dask-gateway")["spec"]["ports"][0]["port"] == 80
+        route = chart.find(objs, "IngressRoute", "api-qhub-dask-gateway")
         assert "/services/dask-gateway" in route["spec"]["routes"][0]["match"]
     for fact, workload in facts.items():
         expected = UPSTREAM_POD_LABELS[fact](chart.RELEASE)

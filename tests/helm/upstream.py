@@ -24,10 +24,10 @@ def _z2jh_pod(component: str, **extra: str) -> Labels:
 
 
 def _gateway_pod(component: str, **extra: str) -> Labels:
-    """dask-gateway chart pods (fullnameOverride dask-gateway)."""
+    """dask-gateway chart pods (its fullname: <release>-dask-gateway)."""
     def labels(release: str) -> dict[str, str]:
         return {"app.kubernetes.io/name": "dask-gateway", "app.kubernetes.io/instance": release,
-                "app.kubernetes.io/managed-by": "Helm", "gateway.dask.org/instance": "dask-gateway",
+                "app.kubernetes.io/managed-by": "Helm", "gateway.dask.org/instance": f"{release}-dask-gateway",
                 "app.kubernetes.io/component": component, **extra}
     return labels
 
@@ -35,7 +35,7 @@ def _gateway_pod(component: str, **extra: str) -> Labels:
 def _cluster_pod(component: str) -> Labels:
     """Scheduler and worker pods made by dask-gateway's Kubernetes controller."""
     def labels(release: str) -> dict[str, str]:
-        return {"app.kubernetes.io/name": "dask-gateway", "gateway.dask.org/instance": "dask-gateway",
+        return {"app.kubernetes.io/name": "dask-gateway", "gateway.dask.org/instance": f"{release}-dask-gateway",
                 "gateway.dask.org/cluster": "qhub-test.0123456789abcdef",
                 "app.kubernetes.io/component": component}
     return labels
@@ -69,10 +69,11 @@ UPSTREAM_OBJECTS: dict[str, dict] = {
     "Secret/hub": {"keys": "hub.services.<name>.apiToken for each jupyterhub.hub.services entry"},
     "Service/hub": {"port": 8081},
     "Service/proxy-public": {"port": 80},
-    "ConfigMap/api-dask-gateway": {"keys": ["dask_gateway_config.py"]},
-    "Service/api-dask-gateway": {"selector": _api_selector, "port": 8000},
-    "ServiceAccount/api-dask-gateway": {},
-    "Service/traefik-dask-gateway": {"port": 80},
+    # the dask-gateway chart's, for the release `qhub` (tests/helm/chart.RELEASE)
+    "ConfigMap/api-qhub-dask-gateway": {"keys": ["dask_gateway_config.py"]},
+    "Service/api-qhub-dask-gateway": {"selector": _api_selector, "port": 8000},
+    "ServiceAccount/api-qhub-dask-gateway": {},
+    "Service/traefik-qhub-dask-gateway": {"port": 80},
 }
 
 FREE = "free-form"  # a subtree the chart passes through (traitlets config, env, lists of objects)

@@ -76,6 +76,20 @@ true
 {{- /* ---- storage ---- */ -}}
 
 {{- /* Claim holding home/<user>, shared and shared/<group> */ -}}
+{{- /* The dask-gateway sub-chart's "fullname" (its objects are traefik-<it>, api-<it>,
+controller-<it>, cluster-wide roles included), by the sub-chart's own rule: <release>-dask-gateway,
+so that two releases (with different names) never share a ClusterRole. */ -}}
+{{- define "qhub.daskGatewayFullname" -}}
+{{- $dg := index .Values "dask-gateway" -}}
+{{- if $dg.fullnameOverride -}}
+{{- $dg.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains "dask-gateway" .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-dask-gateway" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "qhub.storageClaim" -}}
 {{- if eq .Values.storage.type "existing-claim" -}}
 {{ required "storage.existingClaim: name your ReadWriteMany claim for homes and shared folders (storage.type is existing-claim)" .Values.storage.existingClaim }}

@@ -118,8 +118,10 @@ class QHubAuthenticatorMixin(LoggingConfigurable):
 
     def get_handlers(self, app: Any) -> list[tuple[str, type, dict[str, Any]]]:
         """The provider's login handlers, and the hub's plan endpoint (`qhub_hub.plan_api`)."""
+        # usage's before the size-limited spawn routes: its server API handler is the size-limited
+        # one that also notes a cull (`usage.stop_reason`); the first matching route wins
         return [*super().get_handlers(app), *plan_handlers(self.qhub_config_path),
-                *bounded_spawn_handlers(), *usage_handlers(app, self.qhub_config_path)]
+                *usage_handlers(app, self.qhub_config_path), *bounded_spawn_handlers()]
 
     def qhub_auth_setting(self, auth_type: type, key: str, fallback: Any = None) -> Any:
         """`security.authentication.config.<key>` if the config uses `auth_type`, else `fallback`

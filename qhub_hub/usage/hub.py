@@ -7,7 +7,8 @@ Called from `spawner_options.PlanSpawnerMixin` (every qhub spawner, both backend
   opening happen without yielding to the event loop, so two spawns cannot both take the last
   place). Refused: a `Refusal` with the figures (the mixin answers 403).
 - `server_stopped(spawner)`: from the spawner's post-stop hook, which JupyterHub runs after every
-  stop (a user's, an admin's, the idle culler's, a server found dead, a failed start).
+  stop (a user's, an admin's, the idle culler's, a server found dead, a failed start); the end
+  reason is "culled" when the idle culler asked (`stop_reason`), else "stop".
 - `reconcile(app)`: every minute (``$QHUB_USAGE_REFRESH_SECONDS``) the hub marks the sessions of
   running servers as seen and closes the ones whose server is gone (after a hub crash: at their
   last seen time).
@@ -36,6 +37,7 @@ from ..policy import UserPlan
 from .ledger import SERVER, Ledger, server_key
 from .limits import decide
 from .resources import server_resources
+from .stop_reason import stop_reason
 
 USAGE_DB_ENV = "QHUB_USAGE_DB"
 REFRESH_ENV = "QHUB_USAGE_REFRESH_SECONDS"  # how often running sessions are marked seen (default 60)
@@ -154,8 +156,10 @@ def _without(interval: Any, mine: Any, by_group: dict) -> tuple[Any, dict]:
     return less(mine), by_group
 
 
-def server_stopped(spawner: Any, reason: str = "stop") -> None:
-    """Close the session of `spawner` (JupyterHub's post-stop hook: after every kind of stop)."""
+def server_stopped(spawner: Any, reason: str | None = None) -> None:
+    """Close the session of `spawner` (JupyterHub's post-stop hook: after every kind of stop).
+    `reason` default: "culled" when the idle culler asked for the stop, else "stop"."""
+    reason = reason or stop_reason()
     key = getattr(spawner, "_qhub_usage_key", None) or spawner_key(spawner)
     spawner._qhub_usage_key = None
     try:

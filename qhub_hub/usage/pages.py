@@ -28,6 +28,7 @@ from .chart import stacked_bars
 from .hub import hub_ledger, start_hub_usage
 from .ledger import Ledger, month_start
 from .report import ReportRow, usage_rows
+from .stop_reason import stop_reason_handlers
 
 USAGE_PATH = r"/qhub/usage"
 MONTH_FORMAT = "%Y-%m"
@@ -187,4 +188,5 @@ class UsagePageHandler(BaseHandler):
 def usage_handlers(app: Any, config_path: str) -> list[tuple[str, type, dict[str, Any]]]:
     start_hub_usage(app)
     return [(USAGE_PATH, UsagePageHandler, {"config_path": config_path}),
-            (USAGE_DASK_PATH, DaskUsageHandler, {"config_path": config_path})]
+            (USAGE_DASK_PATH, DaskUsageHandler, {"config_path": config_path}),
+            *stop_reason_handlers()]  # before JupyterHub's own server API: a cull is told apart

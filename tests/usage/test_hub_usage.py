@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from qhub_hub.hub_settings import CULLER_SCOPES
 from qhub_hub.usage.ledger import SERVER, Ledger, month_start
 from qhub_hub.usage.resources import Resources
 from tests.hub.conftest import hub_env, password_login, write_config, xsrf_of
@@ -42,6 +43,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory):
     config_path = workdir / "qhub-config.yaml"
     write_config(config_path, usage_data(LIMITS))
     prom_token = "prometheus-" + os.urandom(8).hex()
+    culler_token = "culler-" + os.urandom(8).hex()  # the culler runs as the embedded hub names it
     hub = HubProcess(workdir, env={**hub_env(config_path), "QHUB_USAGE_REFRESH_SECONDS": "1"},
                      extra_config=f"""
         from tests.hub.local_plan_spawner import PlanLocalSpawner
@@ -56,8 +58,12 @@ def hub(tmp_path_factory: pytest.TempPathFactory):
         c.JupyterHub.services.append({{"name": "prometheus", "api_token": {prom_token!r}}})
         c.JupyterHub.load_roles.append({{"name": "prometheus", "scopes": ["read:metrics"],
                                          "services": ["prometheus"]}})
+        c.JupyterHub.services.append({{"name": "idle-culler", "api_token": {culler_token!r}}})
+        c.JupyterHub.load_roles.append({{"name": "idle-culler", "scopes": {list(CULLER_SCOPES)!r},
+                                         "services": ["idle-culler"]}})
     """)
     hub.prom_token = prom_token
+    hub.culler_token = culler_token
     hub.start()
     sessions = {}
     for name in USERS:
@@ -116,6 +122,9 @@ def test_rest_beyond_a_limit_is_refused_with_the_figures(hub):
     assert (status, "user frank has 0 of 0 servers running" in body["message"]) == (403, True)
     assert h.api("GET", "/users/alice")[1]["servers"] == {}
     assert "alice" not in open_rows(h)
+    # the server API is usage's stop-noting handler, still size-limited (`hub_request_limits`)
+    status, body = h.api("POST", "/users/alice/server", {"profile": "small", "x": "a" * 70_000})
+    assert status == 413 and "a spawn request may be at most 65536 bytes" in body["message"], body
 
 
 def test_form_beyond_a_limit_is_refused_with_the_figures(hub):
@@ -184,7 +193,7 @@ def test_the_idle_culler_closes_the_session(hub):
     culler = subprocess.Popen(
         [str(Path(sys.executable).parent / "jupyterhub-idle-culler"), f"--url={h.url}/hub/api",
          "--timeout=1", "--cull-every=1"],
-        env={**os.environ, "JUPYTERHUB_API_TOKEN": h.admin_token}, stdout=subprocess.DEVNULL,
+        env={**os.environ, "JUPYTERHUB_API_TOKEN": h.culler_token}, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: h.api("GET", "/users/bob")[1]["servers"] == {}, timeout=60, what="the culler")
@@ -194,7 +203,7 @@ def test_the_idle_culler_closes_the_session(hub):
     wait_until(lambda: h.api("GET", "/users/dave")[1]["servers"] == {}, timeout=60, what="the culler")
     rows = [i for i in ledger_of(h).intervals() if i.username in ("bob", "dave")]
     assert [(i.username, i.profile, i.end_reason) for i in rows] == [
-        ("dave", "gpu", "stop"), ("bob", "small", "stop"), ("dave", "small", "stop")]
+        ("dave", "gpu", "stop"), ("bob", "small", "culled"), ("dave", "small", "culled")]
     assert open_rows(h) == {}
 
 

@@ -48,6 +48,12 @@ printf '%s\n' "$QHUB_GROUP" > "$nss/group"
 chmod 0644 "$nss/passwd" "$nss/group"
 while [ "$#" -ge 5 ]; do
   qhub_folder "$1" "$2" "$3" "$4" "$5"
+  if [ "$1" = group ]; then
+    # what members create stays writable by the group whatever their umask, as in the embedded
+    # mode; file systems without ACLs (NFS) keep the setgid folder only
+    if command -v setfacl >/dev/null && setfacl -m d:u::rwx,d:g::rwx,d:m::rwx,d:o::--- "$2" 2>/dev/null; then :
+    else echo "qhub-init: no default ACL on $2 (no setfacl, or the file system has no ACLs)"; fi
+  fi
   shift 5
 done
 """

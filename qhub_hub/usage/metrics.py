@@ -20,6 +20,13 @@ from prometheus_client.registry import Collector
 from .ledger import DASK_WORKER, SERVER, Ledger
 
 LABELS = ["user", "group", "profile"]
+PROMETHEUS_SERVICE = "prometheus"  # the chart's hub service Prometheus scrapes as (metrics.prometheusToken)
+
+
+def prometheus_service(token: str) -> tuple[dict, dict]:
+    """The hub service Prometheus scrapes /hub/metrics as, and its role: read:metrics, nothing else."""
+    return ({"name": PROMETHEUS_SERVICE, "api_token": token, "display": False},
+            {"name": PROMETHEUS_SERVICE, "services": [PROMETHEUS_SERVICE], "scopes": ["read:metrics"]})
 
 
 class UsageCollector(Collector):

@@ -34,6 +34,7 @@ PINNED_SECRETS = {
     "condaStoreJwtSecret": "j" * 64,
     "sshHostKey": "-----BEGIN RSA PRIVATE KEY-----\nssh-test-key\n-----END RSA PRIVATE KEY-----\n",
     "sftpHostKey": "-----BEGIN RSA PRIVATE KEY-----\nsftp-test-key\n-----END RSA PRIVATE KEY-----\n",
+    "prometheusToken": "p" * 64,
 }
 MISSING_SUBCHARTS = "chart directory is missing these dependencies"
 

@@ -18,6 +18,7 @@ EXISTING = {
     ("qhub-secrets", "conda-store-jwt-secret"): "jwt-from-the-first-install",
     ("jupyterhub-ssh", "hostKey"): "ssh-key-from-the-first-install",
     ("jupyterhub-sftp", "hostKey"): "sftp-key-from-the-first-install",
+    ("qhub-prometheus", "token"): "prometheus-token-from-the-first-install",
 }
 
 
@@ -85,4 +86,5 @@ def test_the_hub_token_is_kept_with_the_secret_itself():
     secret = chart.find(objs, "Secret", "qhub-secrets")
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     values = yaml.safe_load((chart.CHART / "values.yaml").read_text())
-    assert values["secrets"] == {"condaStoreToken": "", "condaStoreJwtSecret": "", "sshHostKey": "", "sftpHostKey": ""}
+    assert values["secrets"] == {"condaStoreToken": "", "condaStoreJwtSecret": "", "sshHostKey": "", "sftpHostKey": "",
+                                 "prometheusToken": ""}

@@ -16,6 +16,7 @@ from qhub_hub import hub_settings
 from qhub_hub.conda_store.hub_service import start_background_sync
 from qhub_hub.config import load_config
 from qhub_hub.gateway.hub_service import gateway_server_token_scopes, gateway_user_scopes
+from qhub_hub.usage.metrics import prometheus_service
 
 # zero-to-jupyterhub (and traitlets) run this file with `c`, the hub's config, defined. Not
 # get_config(): in zero-to-jupyterhub's namespace that name is its own values reader.
@@ -83,6 +84,12 @@ for _service in c.JupyterHub.get("services", []):
             continue
         _service = {**_service, "command": hub_settings.with_culler_arguments(list(_service["command"]), _cull)}
     _services.append(_service)
+# Prometheus (metrics.prometheusToken): a service whose token, from the qhub-prometheus Secret, may
+# only read /hub/metrics
+_prometheus_role = None
+if _settings.get("metrics", {}).get("prometheus_token") and os.environ.get("QHUB_PROMETHEUS_TOKEN"):
+    _prometheus, _prometheus_role = prometheus_service(os.environ["QHUB_PROMETHEUS_TOKEN"])
+    _services.append(_prometheus)
 c.JupyterHub.services = _services
 
 # --- roles: users may use the services; their servers' tokens may use the gateway --------------
@@ -109,6 +116,8 @@ if _plan_readers:
     _roles.append(hub_settings.plan_readers_role(_plan_readers))
 if "sftp" in _service_names:
     _roles.append(hub_settings.user_listers_role(["sftp"]))
+if _prometheus_role is not None:
+    _roles.append(_prometheus_role)
 c.JupyterHub.load_roles = [*_roles, _user_role]
 
 if "dask-gateway" in _service_names:

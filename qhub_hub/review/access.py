@@ -8,6 +8,7 @@ out from `security.dynamic_ids`): they read ``dynamic``, and a private primary g
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..policy import UserPlan
@@ -35,12 +36,16 @@ class Access:
 NO_ACCESS = Access(False, None, None, None, (), (), (), (), (), (), (), False)
 
 
+_ACCESS = {False: "rw", True: "ro"}  # by `readonly`
 OWN = "<own>"  # the home folder and namespace of a person known only by a group
 
 
-def access_of(plan: UserPlan, private_primary: bool, anonymous: bool = False) -> Access:
+def access_of(plan: UserPlan, private_primary: bool, anonymous: bool = False,
+              slug_of: Mapping[int, str] | None = None) -> Access:
     """`private_primary`: the config gives users outside security.users a private group.
-    `anonymous`: the plan is of a placeholder name; its own home and namespace read ``<own>``."""
+    `anonymous`: the plan is of a placeholder name; its own home and namespace read ``<own>``.
+    `slug_of`: id of each of the config's JupyterLab profiles -> its slug (saves deriving slugs
+    again for every plan)."""
     if not plan.may_log_in:
         return NO_ACCESS
     home = plan.home.path
@@ -61,10 +66,10 @@ def access_of(plan: UserPlan, private_primary: bool, anonymous: bool = False) ->
         primary_group=plan.primary_group if plan.in_config or not private_primary else PRIVATE,
         supplemental_gids=plan.supplemental_gids,
         readonly_gids=plan.readonly_gids,
-        memberships=tuple((m.name, "ro" if m.readonly else "rw") for m in plan.memberships),
-        folders=((home, "rw"),
-                 *((m.path, "ro" if m.readonly else "rw") for m in plan.mounts)),
-        profiles=plan.profile_slugs,
+        memberships=tuple([(m.name, _ACCESS[m.readonly]) for m in plan.memberships]),
+        folders=((home, "rw"), *[(m.path, _ACCESS[m.readonly]) for m in plan.mounts]),
+        profiles=(plan.profile_slugs if slug_of is None
+                  else tuple(map(slug_of.__getitem__, map(id, plan.jupyterlab_profiles)))),
         dask_profiles=plan.dask_worker_profiles,
         namespaces=namespaces,
         admin=plan.admin,

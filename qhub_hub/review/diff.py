@@ -1,7 +1,9 @@
 """`diff_configs(old, new)`: for each person, what the new config gives or takes compared with the old.
 
-Both configs are planned with `plan_for` (the one policy core); this module only compares the
-plans' facts (`access.Access`) and, for profiles a person keeps, the profiles' own settings.
+Plans come from `plan_for` (the one policy core); this module only compares the plans' facts
+(`access.Access`) and, for profiles a person keeps, the profiles' own settings. Only the people a
+change can reach (`reach.py`) are planned in both configs; of the others, only those with a profile
+whose settings changed, once.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from typing import Any
 from ..config import QHubConfig
 from .access import Access
 from .changes import Change, ConfigDiff, SubjectDiff
-from .subjects import USER, Subject, access_in, subjects
+from .reach import EVERYONE, Members, admitted_users, dask_gates, jupyterlab_gates, reached_users
+from .subjects import USER, Planner, Subject, subjects
 from .warnings import config_warnings
 
 DASK_RESOURCE_FIELDS = ("worker_cores", "worker_cores_limit", "worker_memory", "worker_memory_limit",
@@ -21,39 +24,44 @@ DASK_RESOURCE_FIELDS = ("worker_cores", "worker_cores_limit", "worker_memory", "
 def diff_configs(old: QHubConfig, new: QHubConfig, old_name: str = "old", new_name: str = "new") -> ConfigDiff:
     profile_changes = _setting_changes(profile_settings(old), profile_settings(new))
     dask_changes = _setting_changes(dask_settings(old), dask_settings(new))
-    users_only = only_users_differ(old, new)
+    members = Members(new)
+    reached = reached_users(old, new, members)
+    with_settings_changed = _keeping_changed_profiles(old, profile_changes, dask_changes, members)
+    before_of, after_of = Planner(old), Planner(new)
     diffs = []
     accesses: dict[Subject, tuple[Access, Access]] = {}
     everyone = subjects(old, new)
     for subject in everyone:
-        if users_only and _same_entry(old, new, subject):
-            continue  # same inputs to plan_for, same plan
-        before, after = access_in(old, subject), access_in(new, subject)
-        accesses[subject] = (before, after)
+        if subject.kind != USER or reached is EVERYONE or subject.name in reached:
+            before, after = before_of.access(subject), after_of.access(subject)
+            accesses[subject] = (before, after)
+        elif with_settings_changed is EVERYONE or subject.name in with_settings_changed:
+            before = after = before_of.access(subject)  # not reached: the same plan in both
+        else:
+            continue  # the same plan in both, and no profile of theirs changed
         changes = diff_access(before, after, profile_changes, dask_changes)
         if changes:
             status = ("added" if not before.may_log_in else "removed" if not after.may_log_in
                       else "changed")
             diffs.append(SubjectDiff(subject, status, tuple(changes)))
+
+    def anyone_else_admin() -> bool:
+        admins = members.of(new.security.admin_group_names)  # an admin is a member of one
+        return any(after_of.access(s).admin for s in everyone
+                   if s not in accesses and (s.kind != USER or s.name in admins))
+
     return ConfigDiff(old_name, new_name, tuple(diffs),
-                      tuple(config_warnings(old, new, accesses, everyone)))
+                      tuple(config_warnings(old, new, accesses, anyone_else_admin)))
 
 
-def only_users_differ(old: QHubConfig, new: QHubConfig) -> bool:
-    """True when the configs differ at most in `security.users`.
-
-    A plan is a function of the config's other sections and the user's own entry (the policy
-    core's contract, checked by tests/review/test_diff.py): then only people whose entry changed
-    need planning, which makes a pull request adding a user to a 10k-user config cheap.
-    """
-    without_users = {"security": {"users"}}
-    return old.model_dump(exclude=without_users) == new.model_dump(exclude=without_users)
-
-
-def _same_entry(old: QHubConfig, new: QHubConfig, subject: Subject) -> bool:
-    if subject.kind != USER:
-        return True
-    return old.security.users.get(subject.name) == new.security.users.get(subject.name)
+def _keeping_changed_profiles(old: QHubConfig, profile_changes: SettingsChanges,
+                              dask_changes: SettingsChanges, members: Members) -> set[str] | None:
+    """Users of security.users whom a profile with changed settings may admit (`EVERYONE`: all)."""
+    jupyterlab = admitted_users(jupyterlab_gates(old), profile_changes, members) if profile_changes else set()
+    dask = admitted_users(dask_gates(old), dask_changes, members) if dask_changes else set()
+    if jupyterlab is EVERYONE or dask is EVERYONE:
+        return EVERYONE
+    return jupyterlab | dask
 
 
 def profile_settings(config: QHubConfig) -> dict[str, dict[str, Any]]:
@@ -88,7 +96,7 @@ def diff_access(old: Access, new: Access, profile_changes: SettingsChanges | Non
     """Every change from `old` to `new`, in reading order (login, ids, groups, folders, profiles,
     Dask profiles, namespaces, admin)."""
     changes: list[Change] = []
-    if old == new:
+    if old is new or old == new:
         changes += _kept_settings("profile", "JupyterLab profile", old.profiles, profile_changes)
         changes += _kept_settings("dask_profile", "Dask worker profile", old.dask_profiles, dask_changes)
         return changes
@@ -113,17 +121,25 @@ def diff_access(old: Access, new: Access, profile_changes: SettingsChanges | Non
     if old.readonly_gids != new.readonly_gids:
         changes.append(Change("readonly_gids", None, list(old.readonly_gids), list(new.readonly_gids),
                               f"read-only gids: {_ids(old.readonly_gids)} -> {_ids(new.readonly_gids)}"))
-    changes += _keyed("membership", "group", dict(old.memberships), dict(new.memberships))
-    changes += _keyed("folder", "folder", dict(old.folders), dict(new.folders), gained="gained",
-                      lost="lost")
-    changes += _listed("profile", "JupyterLab profile", old.profiles, new.profiles)
-    changes += _kept_settings("profile", "JupyterLab profile", set(old.profiles) & set(new.profiles),
-                              profile_changes, order=new.profiles)
-    changes += _listed("dask_profile", "Dask worker profile", old.dask_profiles, new.dask_profiles)
-    changes += _kept_settings("dask_profile", "Dask worker profile",
-                              set(old.dask_profiles) & set(new.dask_profiles), dask_changes,
-                              order=new.dask_profiles)
-    changes += _listed("namespace", "environment namespace", old.namespaces, new.namespaces)
+    # (each comparison only when the two differ: most people re-planned keep most of their access)
+    if old.memberships != new.memberships:
+        changes += _keyed("membership", "group", dict(old.memberships), dict(new.memberships))
+    if old.folders != new.folders:
+        changes += _keyed("folder", "folder", dict(old.folders), dict(new.folders), gained="gained",
+                          lost="lost")
+    if old.profiles != new.profiles:
+        changes += _listed("profile", "JupyterLab profile", old.profiles, new.profiles)
+    if profile_changes:
+        changes += _kept_settings("profile", "JupyterLab profile", set(old.profiles) & set(new.profiles),
+                                  profile_changes, order=new.profiles)
+    if old.dask_profiles != new.dask_profiles:
+        changes += _listed("dask_profile", "Dask worker profile", old.dask_profiles, new.dask_profiles)
+    if dask_changes:
+        changes += _kept_settings("dask_profile", "Dask worker profile",
+                                  set(old.dask_profiles) & set(new.dask_profiles), dask_changes,
+                                  order=new.dask_profiles)
+    if old.namespaces != new.namespaces:
+        changes += _listed("namespace", "environment namespace", old.namespaces, new.namespaces)
     if old.admin != new.admin:
         changes.append(Change("admin", None, old.admin, new.admin,
                               "admin: gained" if new.admin else "admin: lost"))

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..config import JupyterLabProfile, QHubConfig
@@ -21,14 +21,14 @@ from ..naming import unix_name
 from ..units import parse_bytes, parse_cpu
 from .access import Access
 from .changes import ReviewWarning
-from .subjects import Subject, access_in
+from .subjects import Subject
 
 
 def config_warnings(old: QHubConfig, new: QHubConfig, accesses: Mapping[Subject, tuple[Access, Access]],
-                    everyone: Iterable[Subject] = ()) -> list[ReviewWarning]:
-    """`accesses`: before and after of the people whose plan may have changed; `everyone`: all
-    people (the others keep their access)."""
-    return [*_uids(old, new), *_groups(old, new), *_last_admin(new, accesses, everyone),
+                    anyone_else_admin: Callable[[], bool]) -> list[ReviewWarning]:
+    """`accesses`: before and after of the people whose plan may have changed;
+    `anyone_else_admin()`: whether one of the others (who keep their access) is an admin."""
+    return [*_uids(old, new), *_groups(old, new), *_last_admin(new, accesses, anyone_else_admin),
             *_default_profile(old, new), *_dynamic_ids(old, new)]
 
 
@@ -62,11 +62,13 @@ def _groups(old: QHubConfig, new: QHubConfig) -> list[ReviewWarning]:
     old_groups, new_groups = old.security.groups, new.security.groups
     new_holder = {g.gid: name for name, g in new_groups.items()}
     shared = new.storage.shared_root
-    old_members = _members(old)
+    old_members: dict[str, list[str]] | None = None
     for name, group in old_groups.items():
         folder = f"{shared}/{name}"
         after = new_groups.get(name)
         if after is None:
+            if old_members is None:
+                old_members = _members(old)
             members = old_members.get(name, [])
             out.append(ReviewWarning(
                 "group_removed", name,
@@ -100,11 +102,9 @@ def _members(config: QHubConfig) -> dict[str, list[str]]:
 
 
 def _last_admin(new: QHubConfig, accesses: Mapping[Subject, tuple[Access, Access]],
-                everyone: Iterable[Subject]) -> list[ReviewWarning]:
+                anyone_else_admin: Callable[[], bool]) -> list[ReviewWarning]:
     lost = sorted(s.label for s, (a, b) in accesses.items() if a.admin and not b.admin)
-    if not lost or any(b.admin for _, b in accesses.values()):
-        return []
-    if any(access_in(new, s).admin for s in everyone if s not in accesses):  # unchanged admins
+    if not lost or any(b.admin for _, b in accesses.values()) or anyone_else_admin():
         return []
     groups = new.security.admin_group_names
     return [ReviewWarning(

@@ -16,6 +16,7 @@ import yaml
 from qhub_hub.config import load_config
 from qhub_hub.review.diff import diff_configs
 from qhub_hub.review.subjects import IDP_GROUP, UNLISTED, USER
+from tests.review.test_diff_reach import assert_same_as_full_replan
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = yaml.safe_load((REPO / "examples" / "qhub-config.yaml").read_text())
@@ -319,15 +320,10 @@ def test_qhub_03_file_against_its_edited_copy():
 
 
 @pytest.mark.parametrize(("case", "pair", "expected", "warnings"), CASES, ids=[c[0] for c in CASES])
-def test_the_users_only_shortcut_changes_nothing(monkeypatch, case, pair, expected, warnings):
-    """When only security.users differ, diff plans only the people whose entry changed; planning
-    everyone must give the very same diff (the policy core's contract the shortcut relies on)."""
-    from qhub_hub.review import diff as diff_module
-
-    old, new = (load_config(copy.deepcopy(d)) for d in pair)
-    fast = diff_configs(old, new)
-    monkeypatch.setattr(diff_module, "only_users_differ", lambda a, b: False)
-    assert diff_configs(old, new) == fast
+def test_narrowed_diff_is_the_full_replan(case, pair, expected, warnings):
+    """diff plans only the people a change can reach (reach.py); planning everyone in both
+    configs must give the very same diff (more rows: test_diff_reach.py)."""
+    assert_same_as_full_replan(*pair)
 
 
 def test_plans_depend_on_no_other_users_entry():

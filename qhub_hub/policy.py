@@ -154,6 +154,8 @@ class _Gates:
 
     def __init__(self, items: list[tuple[str, Any]]):
         self.items = items  # (name, profile), config order
+        self._names = [name for name, _ in items]
+        self._profiles = [profile for _, profile in items]
         self.open: list[int] = []
         # gated profiles admitting someone -> (names, profiles) they get; people share these
         self._chosen: dict[frozenset[int], tuple[tuple[str, ...], tuple[Any, ...]]] = {}
@@ -179,8 +181,8 @@ class _Gates:
         chosen = self._chosen.get(key)
         if chosen is None:
             order = sorted(key.union(self.open))
-            chosen = self._chosen[key] = (tuple(self.items[i][0] for i in order),
-                                          tuple(self.items[i][1] for i in order))
+            chosen = self._chosen[key] = (tuple(map(self._names.__getitem__, order)),
+                                          tuple(map(self._profiles.__getitem__, order)))
         return chosen
 
 

@@ -27,6 +27,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ GROUPS = {"dbgusers": 48100, "dbganalysts": 48101, "dbgml": 48102}
 IMAGE_PASSWD = ("root:x:0:0:root:/root:/bin/bash\njovyan:x:1000:1000:Default Jupyter user:/home/jovyan:/sbin/nologin\n"
                 "dbgimage:x:1001:1001::/nonexistent:/usr/sbin/nologin\n")
 IMAGE_GROUP = "root:x:0:\nusers:x:100:\njovyan:x:1000:\n"
+IMAGE_SHADOW = "root:*:19000:0:99999:7:::\njovyan:!:19000:0:99999:7:::\n"
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -123,6 +125,8 @@ def pod(tmp_path: Path, hub: dict) -> dict:
     etc.mkdir()
     (etc / "passwd").write_text(IMAGE_PASSWD)
     (etc / "group").write_text(IMAGE_GROUP)
+    (etc / "shadow").write_text(IMAGE_SHADOW)
+    (etc / "shadow").chmod(0o640)
     (tmp_path / "hubUrl").write_text(hub["hub"].url + "\n")
     (tmp_path / "token").write_text(hub["token"] + "\n")
     for folder in ("homes", "chroots"):
@@ -210,6 +214,10 @@ def test_accounts_are_the_hubs_plans(hub: dict, pod: dict) -> None:
     # the image's own accounts stay, first and unchanged
     assert (pod["etc"] / "passwd").read_text().startswith(IMAGE_PASSWD)
     assert (pod["etc"] / "group").read_text().startswith(IMAGE_GROUP)
+    # a shadow entry without password or expiry (pam_unix's account step wants one), mode kept
+    shadow = (pod["etc"] / "shadow").read_text()
+    assert shadow.startswith(IMAGE_SHADOW) and "dbgalice:*:::::::\n" in shadow and "dbgimage:*" not in shadow
+    assert stat.S_IMODE((pod["etc"] / "shadow").stat().st_mode) == 0o640
     assert entries["dbgimage"][2] == "1001"  # a hub user named like an image account gets none
     assert "hub user 'dbgimage' has the name of an image account, 'dbgimage'" in result.stderr
     assert entries["jovyan"][2] == "1000"  # the hub user jovyan has an escaped Unix name
@@ -318,13 +326,40 @@ def test_a_login_takes_the_plan_of_that_moment(hub: dict, pod: dict) -> None:
     assert login(pod, "dbgalice", user_token(hub, "dbgalice")).returncode == 0
 
 
-@needs_root
-def test_a_new_users_first_login_makes_the_account(hub: dict, pod: dict) -> None:
-    assert "dbggina" not in passwd(pod)  # no sync yet
-    token = user_token(hub, "dbggina")
-    assert login(pod, "dbggina", token).returncode == 1  # sshd found no account for this connection
-    assert passwd(pod)["dbggina"][2] == str(hub["slot"])
-    assert login(pod, "dbggina", token).returncode == 0
+def load_accounts_module():
+    """files/sftp/accounts.py as the token check imports it (its folder on sys.path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("qhub_sftp_accounts", FILES / "accounts.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_quick_round_plans_only_the_users_new_to_the_hub(hub: dict, pod: dict) -> None:
+    """The sync loop's rounds between full ones: one list of users, a plan per new user only."""
+    accounts = load_accounts_module()
+    asked: list[str] = []
+
+    class Counting(accounts.Hub):
+        def plan(self, username):
+            asked.append(username)
+            return super().plan(username)
+
+    source = Counting(f"{hub['hub'].url}/hub/api", hub["token"])
+    files = accounts.Files(str(pod["etc"]), str(pod["state"]))
+    written, seen = accounts.sync(source, files)  # a full round
+    assert len(asked) == len(seen) >= 6 and "dbgalice" in written
+    asked.clear()
+    hub["github"].add_user("dbgquick", teams=["acme:ml-team"])
+    hub["github"].next_login = "dbgquick"
+    assert oauth_login(hub["hub"].url, hub["github"].url)[1].status_code == 302
+    written, seen = accounts.sync(source, files, seen)
+    assert asked == ["dbgquick"] and "dbgquick" in seen
+    assert passwd(pod)["dbgquick"][2] == str(plan_of(hub, "dbgquick").uid)
+    assert written.keys() >= {"dbgalice", "dbgbob", "dbggina", "dbgquick"}
+    asked.clear()
+    assert accounts.sync(source, files, seen)[0] == written and asked == []  # nothing new: no plan asked
 
 
 @needs_root
@@ -354,3 +389,177 @@ def test_no_login_without_the_hub(hub: dict, pod: dict) -> None:
     result = login(pod, "dbgalice", token)
     assert result.returncode == 1 and "may not read plans" in result.stderr, result.stderr
     assert list(pod["chroots"].iterdir()) == []
+
+
+# --- end to end: start.sh and a real sshd, as the SFTP container runs them ---------------------------
+
+SSHD_CONFIG = """Port {port}
+ListenAddress 127.0.0.1
+HostKey /etc/jupyterhub-sftp/config/hostKey
+PidFile /etc/qhub-sftp-sshd.pid
+PubkeyAuthentication no
+PasswordAuthentication yes
+PermitEmptyPasswords no
+KbdInteractiveAuthentication no
+UsePAM yes
+AllowAgentForwarding no
+AllowTcpForwarding no
+X11Forwarding no
+PermitTTY no
+PrintMotd no
+Subsystem sftp internal-sftp
+ChrootDirectory {chroots}/%u
+ForceCommand internal-sftp -d %u
+"""
+# upstream's image: the token check is sufficient for auth, nothing else lets anyone in; the
+# account step is pam_unix's, as in the image's common-account
+PAM_SSHD = """auth     sufficient pam_exec.so expose_authtok log={log} {check} --homes {homes} --chroots {chroots}
+auth     requisite  pam_deny.so
+account  required   pam_unix.so
+session  required   pam_permit.so
+password required   pam_deny.so
+"""
+
+
+@pytest.fixture
+def sftp_container(hub: dict):
+    """The SFTP container as far as this machine can be one: start.sh run as the pod runs it,
+    in a mount namespace whose /etc holds the pod's files where the chart mounts them (the
+    ConfigMap's files, the hub URL, the `sftp` service token) over a copy of this machine's /etc
+    (its passwd, group and shadow play the image's). Only the storage paths differ, given on the
+    PAM line: chroots must be in a root-only path (sshd's rule; /tmp is world-writable)."""
+    import signal
+
+    from tests.support.net import free_port, wait_until
+
+    root = Path(tempfile.mkdtemp(prefix="qhub-dbg-sftp-", dir="/run"))
+    root.chmod(0o755)
+    etc = root / "etc"
+    shutil.copytree("/etc", etc, symlinks=True)
+    shutil.copytree(FILES, etc / "qhub" / "sftp", ignore=shutil.ignore_patterns("__pycache__"))  # the ConfigMap
+    for path in (etc / "qhub" / "sftp").iterdir():
+        path.chmod(0o755)  # its defaultMode
+    shutil.copy(FILES / "nsswitch.conf", etc / "nsswitch.conf")
+    (etc / "jupyterhub-sftp" / "config").mkdir(parents=True)
+    (etc / "jupyterhub-sftp" / "config" / "hubUrl").write_text(hub["hub"].url)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                    str(etc / "jupyterhub-sftp" / "config" / "hostKey")], check=True)
+    (etc / "qhub" / "sftp-hub").mkdir()
+    (etc / "qhub" / "sftp-hub" / "token").write_text(hub["token"])
+    (etc / "qhub" / "sftp-hub" / "token").chmod(0o400)
+    homes, chroots = root / "homes", root / "chroots"
+    homes.mkdir(mode=0o755)
+    chroots.mkdir(mode=0o755)
+    port = free_port()
+    (etc / "ssh" / "sshd_config").write_text(SSHD_CONFIG.format(port=port, chroots=chroots))
+    (etc / "pam.d" / "sshd").write_text(PAM_SSHD.format(
+        log=root / "pam.log", check="/etc/qhub/sftp/jupyterhub-token-verify.py", homes=homes, chroots=chroots))
+    log = open(root / "container.log", "w")
+    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                             f'mount --bind "{etc}" /etc && exec sh /etc/qhub/sftp/start.sh'],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd="/",
+                            env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "QHUB_SFTP_SYNC_SECONDS": "1"})
+
+    def logs() -> str:
+        return "\n".join(f"--- {p.name}:\n{p.read_text(errors='replace')[-3000:]}"
+                         for p in (root / "container.log", root / "pam.log") if p.exists())
+
+    try:
+        wait_until(lambda: _answers(port) or proc.poll() is not None, timeout=60, what="sshd to listen")
+        assert proc.poll() is None, logs()
+        yield {"etc": etc, "homes": homes, "port": port, "logs": logs}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # sshd and the sync loop start.sh left beside it
+        proc.wait(timeout=30)
+        log.close()
+        write_config(hub["config"], config_data(hub["github"], hub["hub"].url))
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _answers(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def sftp_put(port: int, user: str, token: str, files: dict[str, bytes]) -> dict[str, str]:
+    """Log in over SFTP with `token` and upload each file; per file "ok" or the error. A refused
+    login raises PermissionError."""
+    import asyncio
+
+    import asyncssh
+
+    async def run() -> dict[str, str]:
+        try:
+            conn = await asyncssh.connect("127.0.0.1", port=port, username=user, password=token,
+                                          known_hosts=None, client_keys=None, preferred_auth="password")
+        except asyncssh.PermissionDenied as e:
+            raise PermissionError(f"login of {user} refused") from e
+        results = {}
+        async with conn, conn.start_sftp_client() as sftp:
+            for name, data in files.items():
+                try:
+                    async with sftp.open(name, "wb") as f:
+                        await f.write(data)
+                    results[name] = "ok"
+                except asyncssh.SFTPError as e:
+                    results[name] = f"error: {e.reason}"
+        return results
+
+    return asyncio.run(run())
+
+
+@needs_root
+def test_real_sftp_sessions_run_with_the_hubs_plan(hub: dict, sftp_container: dict) -> None:
+    sshd = sftp_container
+    homes, port = sshd["homes"], sshd["port"]
+    from tests.support.net import wait_until
+
+    wait_until(lambda: "dbgalice:" in (sshd["etc"] / "passwd").read_text(), timeout=60,
+               what="start.sh's first sync")
+    # a folder only members of dbgml may write to, in alice's home (made for the test)
+    (homes / "dbgalice").mkdir(mode=0o700)
+    os.chown(homes / "dbgalice", 48001, 48100)
+    (homes / "dbgalice" / "ml").mkdir()
+    os.chown(homes / "dbgalice" / "ml", 0, GROUPS["dbgml"])
+    (homes / "dbgalice" / "ml").chmod(0o770)
+
+    token = user_token(hub, "dbgalice")
+    try:
+        result = sftp_put(port, "dbgalice", token, {"hello.txt": b"hi", "ml/model.bin": b"w"})
+    except PermissionError:
+        raise AssertionError(sshd["logs"]()) from None
+    assert result == {"hello.txt": "ok", "ml/model.bin": "ok"}, (result, sshd["logs"]())
+    info = (homes / "dbgalice" / "hello.txt").stat()
+    assert (info.st_uid, info.st_gid) == (48001, 48100)  # her plan's uid and primary gid
+    with pytest.raises(PermissionError):
+        sftp_put(port, "dbgalice", user_token(hub, "dbgbob"), {"x": b""})  # bob's token
+
+    # removed from dbgml in the config, no sync since: her next session no longer has the group
+    write_config(hub["config"], config_data(hub["github"], hub["hub"].url, alice_groups=("dbganalysts",)))
+    result = sftp_put(port, "dbgalice", token, {"hello2.txt": b"hi", "ml/again.bin": b"w"})
+    assert result["hello2.txt"] == "ok" and result["ml/again.bin"].startswith("error"), result
+    assert not (homes / "dbgalice" / "ml" / "again.bin").exists()
+
+    # dbggina, synced before sshd started: her registry uid
+    assert sftp_put(port, "dbggina", user_token(hub, "dbggina"), {"g.txt": b"x"}) == {"g.txt": "ok"}
+    assert (homes / "dbggina" / "g.txt").stat().st_uid == hub["slot"]
+    # an identity-provider user who logs in to the hub now: the sync loop makes her account
+    # within a round (1 s here, $QHUB_SFTP_SYNC_SECONDS), and her first SFTP login gets in with
+    # the uid the hub's registry gave her
+    hub["github"].add_user("dbgnewton", teams=["acme:ml-team"])
+    hub["github"].next_login = "dbgnewton"
+    assert oauth_login(hub["hub"].url, hub["github"].url)[1].status_code == 302
+    wait_until(lambda: "dbgnewton:" in (sshd["etc"] / "passwd").read_text(), timeout=30,
+               what="the sync loop to make dbgnewton's account")
+    try:
+        assert sftp_put(port, "dbgnewton", user_token(hub, "dbgnewton"), {"first.txt": b"x"}) == {"first.txt": "ok"}
+    except PermissionError:
+        raise AssertionError(sshd["logs"]()) from None
+    info = (homes / "dbgnewton" / "first.txt").stat()
+    plan = plan_of(hub, "dbgnewton")
+    assert (info.st_uid, info.st_gid) == (plan.uid, plan.gid) and 48500 <= plan.uid < 48550

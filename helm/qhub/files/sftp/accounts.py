@@ -1,6 +1,6 @@
 """SFTP accounts from the hub's plans, so that SFTP sessions run as each user's own uid and gids.
 
-    python3 accounts.py sync [--every SECONDS]     (in the SFTP container, as root)
+    python3 accounts.py sync [--every SECONDS] [--full-every SECONDS]   (in the SFTP container, as root)
 
 The hub is the one authority on who a user is (their uid, including the uid its registry handed
 an identity-provider user, their primary gid and groups): this file never reads the qhub config.
@@ -8,10 +8,15 @@ sshd looks a login name up in /etc/passwd before PAM runs, so the accounts must 
 
 - `sync` lists the hub's users (``GET /hub/api/users``) and asks the hub for each one's plan
   (``GET /hub/api/qhub/plans/<name>``, `plan_wire` format), with the SFTP service's own token
-  (role scopes ``list:users`` and ``custom:qhub:plans:read``). It writes /etc/passwd and
-  /etc/group as the image's own entries (kept at start as ``<state>/passwd.image`` and
-  ``group.image``) plus one account per user the plan admits, and the user's read-write groups.
-  With ``--every`` it does so again and again; a round the hub cannot answer keeps the last files.
+  (role scopes ``list:users`` and ``custom:qhub:plans:read``). It writes /etc/passwd, /etc/group
+  and /etc/shadow as the image's own entries (kept at start as ``<state>/passwd.image``, ...)
+  plus one account per user the plan admits, and the user's read-write groups. The shadow entry
+  has no password (``*``; the token is checked by PAM's pam_exec) and no expiry: it is there
+  because the image's PAM account step (pam_unix) refuses an account without one.
+  With ``--every`` it goes on: each round lists the users and plans those new to the hub (an
+  identity-provider user's first hub login: sshd refuses a name with no account before PAM
+  even runs, so the account must be there first), and every ``--full-every`` seconds it plans
+  everyone again. A round the hub cannot answer keeps the last files.
 - at each login, the token check (jupyterhub-token-verify.py) calls `refresh` for the token's
   owner: their plan is asked for again and their entries rewritten before the session starts
   (sshd sets the session's groups from /etc/group after PAM), so a user removed from a group
@@ -157,10 +162,11 @@ class Files:
     def keep_image_entries(self) -> None:
         """Save the image's own passwd and group once (start.sh calls it before anything writes)."""
         self.state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for name in ("passwd", "group"):
+        for name in ("passwd", "group", "shadow"):
             image = self.state / f"{name}.image"
             if not image.exists():
-                _write(image, (self.etc / name).read_text())
+                source = self.etc / name
+                _write(image, source.read_text() if source.exists() else "", 0o600)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -201,8 +207,11 @@ class Files:
                 if group != account["primary_group"]:
                     members[group].append(account["name"])
         group_lines = [f"{g}:x:{gid}:{','.join(sorted(members[g]))}" for g, gid in sorted(gids.items())]
+        shadow = [f"{a['name']}:*:::::::" for a in kept.values()]
         _write(self.etc / "passwd", _joined(image_passwd, passwd))
         _write(self.etc / "group", _joined(image_group, group_lines))
+        _write(self.etc / "shadow", _joined((self.state / "shadow.image").read_text(), shadow),
+               like=self.etc / "shadow")
         _write(self.state / "accounts.json", json.dumps(kept, indent=1, sort_keys=True))
         return kept
 
@@ -216,44 +225,66 @@ def _joined(image: str, lines: list[str]) -> str:
     return image.rstrip("\n") + "\n" + "".join(f"{line}\n" for line in lines)
 
 
-def _write(path: Path, text: str, mode: int = 0o644) -> None:
-    """Replace `path` atomically: sshd and PAM never read a half-written file."""
+def _write(path: Path, text: str, mode: int = 0o644, like: Path | None = None) -> None:
+    """Replace `path` atomically: sshd and PAM never read a half-written file. `like`: keep that
+    file's mode and group (shadow: 0640 root:shadow on Debian), or 0600 when it is missing."""
     tmp = path.with_name(f".{path.name}.qhub-tmp")
     with open(tmp, "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
+    if like is not None:
+        try:
+            info = like.stat()
+            mode = info.st_mode & 0o777
+            os.chown(tmp, -1, info.st_gid)
+        except FileNotFoundError:
+            mode = 0o600
     os.chmod(tmp, mode)
     os.replace(tmp, path)
 
 
-def sync(hub: Hub, files: Files) -> dict[str, Account]:
-    """Every hub user's account from their plan, written; `PlanUnavailable` leaves the files as they were."""
-    accounts: dict[str, Account] = {}
-    for username in hub.usernames():
+def _account_or_none(username: str, plan: dict[str, Any]) -> Account | None:
+    try:
+        return account_of(plan)
+    except ValueError as e:
+        log(f"{username!r}: the hub's plan cannot be an account here ({e}); skipped")
+        return None
+
+
+def sync(hub: Hub, files: Files, seen: set[str] | None = None) -> tuple[dict[str, Account], set[str]]:
+    """Accounts from the hub's plans, written: (the accounts, every hub username listed).
+
+    `seen` None: everyone's plan is asked for (a full round). Otherwise only the plans of hub users
+    not in `seen` (those new since the round that listed `seen`); the other accounts stay as they
+    are, but those of users the hub no longer has are dropped. `PlanUnavailable` leaves the files
+    as they were."""
+    names = hub.usernames()
+    if seen is None:
+        accounts: dict[str, Account] = {}
+        todo = names
+    else:
+        listed = set(names)
+        with files.locked():
+            accounts = {n: a for n, a in files.accounts().items() if a["hub_user"] in listed}
+        todo = [n for n in names if n not in seen]
+    for username in todo:
         plan = hub.plan(username)
-        if plan is None:  # deleted since the list was made
-            continue
-        try:
-            account = account_of(plan)
-        except ValueError as e:
-            log(f"{username!r}: the hub's plan cannot be an account here ({e}); skipped")
-            continue
+        account = _account_or_none(username, plan) if plan is not None else None  # None: just deleted
         if account is not None:
             accounts[account["name"]] = account
     with files.locked():
-        return files.write(accounts)
+        if seen is not None:  # a login may have refreshed someone meanwhile: theirs is newer
+            current = files.accounts()
+            accounts.update({n: a for n, a in current.items() if a["hub_user"] in set(names) - set(todo)})
+        return files.write(accounts), set(names)
 
 
 def refresh(hub: Hub, files: Files, username: str) -> tuple[Account | None, Account | None]:
     """Ask the hub for `username`'s plan now and rewrite their entries: (before, now) accounts,
     None where there is none. `PlanUnavailable` when the hub cannot answer (nothing is changed)."""
     plan = hub.plan(username)
-    try:
-        account = account_of(plan) if plan is not None else None
-    except ValueError as e:
-        log(f"{username!r}: the hub's plan cannot be an account here ({e})")
-        account = None
+    account = _account_or_none(username, plan) if plan is not None else None
     with files.locked():
         accounts = files.accounts()
         before = next((a for a in accounts.values() if a["hub_user"] == username), None)
@@ -275,7 +306,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--hub-url-file", default="/etc/jupyterhub-sftp/config/hubUrl",
                         help="the hub's URL (http://hub:8081); its API is <url>/hub/api")
     parser.add_argument("--token-file", default="/etc/qhub/sftp-hub/token", help="the SFTP service's hub token")
-    parser.add_argument("--every", type=float, default=0, help="sync again every SECONDS (0: once)")
+    parser.add_argument("--every", type=float, default=0,
+                        help="sync again every SECONDS (0: once): users new to the hub get their account")
+    parser.add_argument("--full-every", type=float, default=300,
+                        help="every SECONDS, ask for everyone's plan again (renumbered ids, groups)")
     parser.add_argument("--etc", default="/etc")
     parser.add_argument("--state", default="/etc/qhub-sftp")
     return parser.parse_args(argv)
@@ -291,10 +325,18 @@ def main(argv: list[str]) -> int:
     if args.command == "keep-image-entries":
         files.keep_image_entries()
         return 0
+    seen: set[str] | None = None
+    last_full = float("-inf")
     while True:
+        full = time.monotonic() - last_full >= args.full_every
         try:
-            written = sync(hub_of(args), files)
-            log(f"{len(written)} accounts from the hub's plans")
+            written, listed = sync(hub_of(args), files, None if full else seen)
+            if full:
+                last_full = time.monotonic()
+                log(f"{len(written)} accounts from the hub's plans")
+            elif listed - (seen or set()):
+                log(f"{len(listed - (seen or set()))} new hub users planned, {len(written)} accounts")
+            seen = listed
         except (PlanUnavailable, OSError) as e:
             log(f"accounts not synced: {e}; the last ones stay")
             if not args.every:

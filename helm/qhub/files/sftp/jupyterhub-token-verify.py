@@ -9,8 +9,9 @@ The password is a JupyterHub API token. The login succeeds only when
   from that plan before the session starts, so the session gets the plan's groups of this
   moment), and
 - the account sshd looked up when the connection began had the plan's uid and gid. When it did
-  not (a user new since the last sync, or renumbered), this login is refused and the next one,
-  with the entries now written, goes through.
+  not (renumbered since the last sync), this login is refused and the next one, with the entries
+  now written, goes through. (A name with no account at all never gets here: sshd hands PAM a
+  wrong password for it. accounts.py's sync makes the accounts of users new to the hub.)
 Then the user's home is bind-mounted where sshd chroots them (/export/home/<name>/<name>); the
 session itself runs as the account's uid and gid from /etc/passwd, so files land as theirs.
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from .config_model import Cull, QHubConfig
 from .plan_api import PLAN_SCOPE, PLAN_SCOPE_DESCRIPTION
+from .usage.scopes import USAGE_WRITE_SCOPE, USAGE_WRITE_SCOPE_DESCRIPTION
 
 # security.authentication.type -> the authenticator's entry point (pyproject.toml)
 AUTHENTICATOR_CLASSES = {
@@ -23,6 +24,7 @@ AUTHENTICATOR_CLASSES = {
 # JupyterHub's default scopes of a server's own token (its `server` role)
 DEFAULT_SERVER_TOKEN_SCOPES = ("users:activity!user", "access:servers!server")
 PLAN_READERS_ROLE = "qhub-plan-readers"
+USAGE_WRITERS_ROLE = "qhub-usage-writers"
 USER_LISTERS_ROLE = "qhub-user-listers"
 CULLER_SCOPES = ("list:users", "read:users:activity", "read:servers", "delete:servers")
 
@@ -36,8 +38,9 @@ def configure_authenticator(c: Any, config: QHubConfig, config_path: str = "") -
 
 
 def configure_plan_scope(c: Any) -> None:
-    """Define the custom scope of the hub's plan endpoint (`plan_api`)."""
-    c.JupyterHub.custom_scopes = {PLAN_SCOPE: {"description": PLAN_SCOPE_DESCRIPTION}}
+    """Define the custom scopes of the hub's plan endpoint (`plan_api`) and usage endpoint (`usage.api`)."""
+    c.JupyterHub.custom_scopes = {PLAN_SCOPE: {"description": PLAN_SCOPE_DESCRIPTION},
+                                  USAGE_WRITE_SCOPE: {"description": USAGE_WRITE_SCOPE_DESCRIPTION}}
 
 
 def plan_readers_role(services: Iterable[str]) -> dict[str, Any]:
@@ -49,6 +52,11 @@ def user_listers_role(services: Iterable[str]) -> dict[str, Any]:
     """The role of the services that act on every user (the SFTP pod's accounts): the names of
     the hub's users, nothing else of them."""
     return {"name": USER_LISTERS_ROLE, "services": sorted(set(services)), "scopes": ["list:users"]}
+
+
+def usage_writers_role(services: Iterable[str]) -> dict[str, Any]:
+    """The role of the services that record Dask usage through the hub (the Dask Gateway)."""
+    return {"name": USAGE_WRITERS_ROLE, "services": sorted(set(services)), "scopes": [USAGE_WRITE_SCOPE]}
 
 
 def user_role_scopes(extra: Iterable[str] = ()) -> list[str]:

@@ -132,6 +132,8 @@ def configure_services(c: Any, s: PlatformSettings, config: QHubConfig, secrets:
         plan_readers.append(service["name"])  # its login asks the hub for the user's plan
     if plan_readers:
         roles.append(hub_settings.plan_readers_role(plan_readers))
+    if gateway is not None:  # it may record Dask usage through the hub (it writes the ledger itself here)
+        roles.append(hub_settings.usage_writers_role([gateway.service_name]))
     roles.append({"name": "user", "scopes": hub_settings.user_role_scopes(user_scopes)})
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles

@@ -8,9 +8,9 @@ answers ``{"allowed", "message", "charged_group"}``; ``{"stopped": true}`` close
 workers. ``POST /hub/api/qhub/usage/dask`` with ``{"running": [cluster, ...]}`` (the gateway at
 start) closes the workers of clusters that no longer run.
 
-Who may call it: a service that may read every user's plan (``custom:qhub:plans:read`` without a
-user filter: the `qhub-plan-readers` role of the gateway, the SSH check and conda-store). Users,
-whose tokens can only read their own plan, may not.
+Who may call it: a holder of ``custom:qhub:usage:write`` (`scopes`), which only the Dask Gateway's
+hub service gets (the `qhub-usage-writers` role). Users, and services that only read plans (the
+SSH check, conda-store, SFTP), may not.
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ from jupyterhub.scopes import has_scope
 from tornado import web
 
 from ..hub_identity import get_config, plan_for_hub_user
-from ..plan_api import PLAN_SCOPE
 from .dask import cluster_heartbeat, cluster_stopped, recover_clusters
 from .hub import hub_ledger
+from .scopes import USAGE_WRITE_SCOPE
 
-USAGE_SCOPE = PLAN_SCOPE  # held for every user: the platform's own services
 USAGE_DASK_PATH = r"/api/qhub/usage/dask(?:/([^/]+))?"
 
 
@@ -45,9 +44,9 @@ class DaskUsageHandler(APIHandler):
         return body
 
     async def post(self, cluster: str | None = None) -> None:
-        if not self.current_user or not has_scope(USAGE_SCOPE, self.parsed_scopes, db=self.db):
-            raise web.HTTPError(403, f"Recording Dask usage needs the scope {USAGE_SCOPE} for every "
-                                     "user (a platform service's role).")
+        if not self.current_user or not has_scope(USAGE_WRITE_SCOPE, self.parsed_scopes, db=self.db):
+            raise web.HTTPError(403, f"Recording Dask usage needs the scope {USAGE_WRITE_SCOPE} (the Dask "
+                                     "Gateway service's role qhub-usage-writers).")
         body = self._body()
         ledger = hub_ledger(self.db)
         assert ledger is not None  # a hub always has its database

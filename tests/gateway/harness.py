@@ -136,6 +136,7 @@ class GatewayStack:
             c.JupyterHub.load_roles.append({{"name": "user", "scopes": hub_settings.user_role_scopes(
                 ["access:services!service=dask-gateway"])}})
             c.JupyterHub.load_roles.append(hub_settings.plan_readers_role(["dask-gateway"]))
+            c.JupyterHub.load_roles.append(hub_settings.usage_writers_role(["dask-gateway"]))
         """))
         # The gateway first: the hub waits for the services it proxies to answer before starting.
         self.gateway = write_embedded_gateway_config(

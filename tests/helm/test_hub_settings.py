@@ -222,6 +222,11 @@ c.JupyterHub.custom_scopes = {dict(c.JupyterHub.custom_scopes)!r}
         seen = hub.api("GET", "/users/bob", token="token-of-sftp")[1]  # names (read:users:name), no more
         assert seen["name"] == "bob"
         assert not {"groups", "server", "servers", "auth_state", "last_activity"} & seen.keys()
+        # Dask usage is recorded through the hub by the gateway's token alone (qhub-usage-writers)
+        assert hub.api("POST", "/qhub/usage/dask", {"running": []}, token="token-of-sftp")[0] == 403
+        assert hub.api("POST", "/qhub/usage/dask", {"running": []}, token=token["token"])[0] == 403
+        assert hub.api("POST", "/qhub/usage/dask", {"running": []}, token="token-of-dask-gateway") == (
+            200, {"closed": []})
         assert "Redirect uri" not in hub.log()
     for server in stand_ins:
         server.shutdown()

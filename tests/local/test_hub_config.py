@@ -60,8 +60,10 @@ def test_hub_config(tmp_path):
         {"name": "qhub-plan-readers", "services": ["qhub-ssh"], "scopes": ["custom:qhub:plans:read"]},
         {"name": "user", "scopes": ["self", "custom:qhub:plans:read!user"]},
     ]
-    assert c.JupyterHub.custom_scopes == {"custom:qhub:plans:read": {
-        "description": "Read the qhub plan (ids, groups, folders, profiles) of users."}}
+    assert c.JupyterHub.custom_scopes == {
+        "custom:qhub:plans:read": {"description": "Read the qhub plan (ids, groups, folders, profiles) of users."},
+        "custom:qhub:usage:write": {
+            "description": "Record Dask workers in the usage ledger and ask for their owners' limits."}}
 
 
 def test_without_ssh_and_culler_there_are_no_such_services(tmp_path):

@@ -210,5 +210,5 @@ def test_users_cannot_write_dask_usage_through_the_hub(stack: GatewayStack) -> N
     status, body = request_json("POST", f"{stack.hub.url}/hub/api/qhub/usage/dask/fake",
                                 {"user": "gwuann", "profile": "Small Worker", "wanted": 99, "workers": ["w"]},
                                 {"Authorization": f"token {token}"})
-    assert status == 403 and "custom:qhub:plans:read for every user" in body["message"]
+    assert status == 403 and "needs the scope custom:qhub:usage:write" in body["message"]
     assert open_workers(stack, "fake") == []

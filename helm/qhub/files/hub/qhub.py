@@ -116,6 +116,8 @@ if _plan_readers:
     _roles.append(hub_settings.plan_readers_role(_plan_readers))
 if "sftp" in _service_names:
     _roles.append(hub_settings.user_listers_role(["sftp"]))
+if "dask-gateway" in _service_names:  # it records Dask workers through the hub (qhub_hub.usage.api)
+    _roles.append(hub_settings.usage_writers_role(["dask-gateway"]))
 if _prometheus_role is not None:
     _roles.append(_prometheus_role)
 c.JupyterHub.load_roles = [*_roles, _user_role]

@@ -563,3 +563,26 @@ def test_real_sftp_sessions_run_with_the_hubs_plan(hub: dict, sftp_container: di
     info = (homes / "dbgnewton" / "first.txt").stat()
     plan = plan_of(hub, "dbgnewton")
     assert (info.st_uid, info.st_gid) == (plan.uid, plan.gid) and 48500 <= plan.uid < 48550
+
+
+GOOD_PLAN = {"may_log_in": True, "username": "Dr.Who@example.org", "unix_name": "dr-who-example-o--abcdefgh23",
+             "uid": 48020, "gid": 48100, "primary_group": "dbgusers",
+             "memberships": [{"name": "dbgusers", "gid": 48100, "readonly": False},
+                             {"name": "dbgml", "gid": 48102, "readonly": False},
+                             {"name": "dbganalysts", "gid": 48101, "readonly": True}],
+             "home": {"path": "/home/dr-who-example-o--abcdefgh23", "subpath": "home/dr-who-example-o--abcdefgh23",
+                      "mode": 0o700}}
+
+
+@pytest.mark.parametrize("field,value", [
+    ("unix_name", "evil:0:0"), ("unix_name", "root\nx"), ("uid", 0), ("uid", "48020"), ("gid", True),
+    ("primary_group", "a:b"), ("memberships", [{"name": "ml,wheel", "gid": 48102, "readonly": False}]),
+    ("home", {"path": "/home/x\nroot::0:0::/:/bin/sh", "subpath": "home/x", "mode": 0o700}),
+    ("home", {"path": "/home/x", "subpath": "home/../etc", "mode": 0o700}),
+])
+def test_a_plan_field_that_cannot_be_written_safely_is_refused(field: str, value: Any) -> None:
+    accounts = load_accounts_module()
+    assert accounts.account_of(GOOD_PLAN)["groups"] == {"dbgml": 48102}  # read-only: no gid
+    assert accounts.account_of({**GOOD_PLAN, "may_log_in": False}) is None
+    with pytest.raises(ValueError):
+        accounts.account_of({**GOOD_PLAN, field: value})

@@ -50,6 +50,7 @@ PAGE = 200  # JupyterHub's default page size of /users
 # qhub_hub.naming: a clean name, or <safe part>--<10 base32 characters>
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$|^[a-z][a-z0-9_-]{0,19}--[a-z2-7]{10}$")
 GROUP = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+PATH = re.compile(r"^/[^:\n\r,]{0,255}$")  # a passwd home field: no separators
 HOME = re.compile(r"^home/([a-z][a-z0-9_-]{0,31}|[a-z][a-z0-9_-]{0,19}--[a-z2-7]{10})$")
 
 Account = dict  # name, hub_user, uid, gid, primary_group, groups {name: gid}, home, home_path, mode
@@ -140,13 +141,14 @@ def account_of(plan: dict[str, Any]) -> Account | None:
         if membership.get("readonly") is False and group_gid != gid:
             groups[group] = group_gid
     home = plan.get("home") or {}
-    subpath, mode = home.get("subpath"), home.get("mode")
+    subpath, mode, path = home.get("subpath"), home.get("mode"), home.get("path")
     if not isinstance(subpath, str) or not HOME.match(subpath) or not isinstance(mode, int):
         raise ValueError(f"home {subpath!r}")
+    if not isinstance(path, str) or not PATH.match(path):
+        raise ValueError(f"home path {path!r}")
     return {"name": name, "hub_user": plan.get("username"), "uid": uid, "gid": gid,
             "primary_group": primary, "groups": groups, "home": subpath[len("home/"):],
-            "home_path": home.get("path") if isinstance(home.get("path"), str) else f"/home/{name}",
-            "mode": mode}
+            "home_path": path, "mode": mode}
 
 
 class Files:

@@ -1,7 +1,7 @@
 """The usage ledger on the real embedded platform (`qhub-hub local up`, root, real Unix users): a
 server session is recorded with its start, end and the peak memory of the user's own cgroup; a
 group limit refuses a second server with the figures; /hub/metrics shows the running server, then
-its seconds once stopped.
+its seconds once stopped; a server the platform's idle culler stops ends "culled".
 
 Test accounts: ``us*`` users and groups with ids in 46000-46999 (this file's range), removed
 afterwards."""
@@ -12,8 +12,12 @@ import asyncio
 import grp
 import os
 import pwd
+import re
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import requests
@@ -51,12 +55,14 @@ def remove_us_accounts() -> None:
             subprocess.run(["groupdel", entry.gr_name], capture_output=True)
 
 
-@pytest.fixture(scope="module")
-def platform():
+@contextmanager
+def usage_platform(**sections: Any) -> Iterator[Platform]:
+    """A platform of this file's accounts and limits (`sections`: more of the config), for the block."""
     remove_us_accounts()
     root = public_dir("usage")
     path = write_config(root, users=USERS, groups=GROUPS, profiles=PROFILES, limits=LIMITS,
-                        usage={"currency": "EUR"}, ssh={"enabled": False}, dask_gateway={"enabled": False})
+                        usage={"currency": "EUR"}, ssh={"enabled": False}, dask_gateway={"enabled": False},
+                        **sections)
     data = yaml.safe_load(path.read_text())
     data["security"]["admin_groups"] = ["usadmin"]
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -68,6 +74,12 @@ def platform():
         platform.down()
         remove_us_accounts()
         remove_tree(root)
+
+
+@pytest.fixture
+def platform() -> Iterator[Platform]:
+    with usage_platform() as platform:
+        yield platform
 
 
 def ledger_of(platform: Platform) -> Ledger:
@@ -152,3 +164,22 @@ def test_a_session_with_its_cgroup_peak_a_refusal_and_the_metrics(platform):
     platform.start_server("usbob")
     assert [i.username for i in ledger_of(platform).open_intervals(SERVER)] == ["usbob"]
     stop_server(platform, "usbob")
+
+
+def test_a_server_the_idle_culler_stops_ends_culled():
+    """The platform's own culler service (jupyterhub-idle-culler as `idle-culler`), at its shortest
+    timeout (60 s idle, a pass every 10 s)."""
+    with usage_platform(cull={"server_idle_timeout": 60, "every": 10}) as platform:
+        platform.start_server("usbob")
+        started = time.time()
+
+        def culled() -> bool:
+            _, model = platform.api("GET", "/users/usbob")
+            return not model["servers"] and model.get("pending") is None
+
+        wait_until(culled, timeout=180, what="the idle culler stopping usbob's server")
+        sessions = [i for i in ledger_of(platform).intervals() if i.username == "usbob"]
+        assert [(i.end_reason, i.profile, i.charged_group) for i in sessions] == [("culled", "small", "usml")]
+        assert sessions[0].end - started >= 55  # idle for the culler's timeout first
+        log = (platform.state_dir / "logs" / "hub.log").read_text(errors="replace")
+        assert re.search(r"DELETE /hub/api/users/usbob/server \(idle-culler@", log), log[-3000:]

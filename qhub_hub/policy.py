@@ -230,22 +230,18 @@ def plan_for(
         uid = dynamic_uid if dynamic_uid is not None else _dynamic_uid(config, index, username, taken_uids or {})
         primary = sec.dynamic_ids.primary_group
         gid = uid if primary is None else index.gids[primary]
-    rw.discard(primary)
-    ro -= rw | {primary}
-
-    memberships = sorted(
-        [index.membership(name) for name in rw]
-        + [index.membership(name, readonly=True) for name in ro]
-        + ([index.membership(primary)] if primary is not None else []),
-        key=_by_name,
-    )
+    if primary is not None:
+        rw.add(primary)
+    ro -= rw
+    names = sorted(rw | ro)
+    memberships = tuple([index.membership(name, name in ro) for name in names])
     if primary is None:
         primary = safe  # a private group, gid = uid, with no folder of its own
-    member_of = frozenset(m.name for m in memberships)
+    member_of = frozenset(names)
     st = config.storage
     home = Mount(f"{st.home_root}/{safe}", f"home/{safe}", uid, gid, st.home_mode)
-    mounts = (index.shared_mount, *(index.group_mount(m) for m in memberships))
-    rw_names = member_of - ro
+    mounts = (index.shared_mount, *[index.group_mount(m) for m in memberships])
+    rw_names = rw
     _, profiles = index.jupyterlab.admitted(username, member_of)
 
     return UserPlan(
@@ -254,7 +250,7 @@ def plan_for(
         uid=uid,
         gid=gid,
         primary_group=primary,
-        memberships=tuple(memberships),
+        memberships=memberships,
         supplemental_gids=tuple(sorted({index.gids[n] for n in rw_names if n != primary} - {gid})),
         readonly_gids=tuple(sorted(index.gids[n] for n in ro)),
         home=home,
@@ -267,10 +263,6 @@ def plan_for(
                     or not index.admitting_idp_groups.isdisjoint(groups_from_identity_provider)),
         in_config=user is not None,
     )
-
-
-def _by_name(membership: Membership) -> str:
-    return membership.name
 
 
 def _environment_namespaces(config: QHubConfig, index: ConfigIndex, safe: str,

@@ -3,6 +3,7 @@
 - `access.py`       what one plan gives, reduced to comparable facts (`Access`)
 - `subjects.py`     whose access is compared: config users, identity-provider group mappings
 - `changes.py`      the diff model (`Change`, `SubjectDiff`, `ReviewWarning`, `ConfigDiff`)
+- `reach.py`        who a config change can reach: the only people `diff` plans in both configs
 - `diff.py`         `diff_configs(old, new)`: plans of both configs, compared
 - `warnings.py`     changes that damage data or access, each with what to do
 - `render_text.py`, `render_markdown.py`, `render_json.py`   the three output formats

@@ -126,6 +126,13 @@ def _fail(message: str) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    from .diff import collector_paused
+
+    with collector_paused():  # loading two large configs makes many objects too
+        return _diff(args)
+
+
+def _diff(args: argparse.Namespace) -> int:
     from .diff import diff_configs
     from .render_json import render_json
     from .render_markdown import render_markdown

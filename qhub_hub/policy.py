@@ -110,26 +110,19 @@ class ConfigIndex:
         self.dask_worker = _Gates(list(config.profiles.dask_worker.items()))
         st = config.storage
         self.shared_mount = Mount(st.shared_root, "shared", 0, 0, st.shared_mode)
-        # plans are immutable, so every plan naming a group shares one Membership and one Mount
-        self._memberships: dict[tuple[str, bool], Membership] = {}
-        self._group_mounts: dict[tuple[str, bool], Mount] = {}
+        # plans are immutable, so every plan naming a group shares its Membership and Mount
+        self._group_parts: dict[tuple[str, bool], tuple[Membership, Mount]] = {}
 
-    def membership(self, name: str, readonly: bool = False) -> Membership:
+    def group_parts(self, name: str, readonly: bool) -> tuple[Membership, Mount]:
+        """The membership of group `name` and its folder /shared/<name> (read-only or not)."""
         key = (name, readonly)
-        found = self._memberships.get(key)
+        found = self._group_parts.get(key)
         if found is None:
-            found = self._memberships[key] = Membership(name, self.gids[name], readonly)
-        return found
-
-    def group_mount(self, membership: Membership) -> Mount:
-        """/shared/<group>, read-only for a read-only membership."""
-        key = (membership.name, membership.readonly)
-        found = self._group_mounts.get(key)
-        if found is None:
-            st = self._config.storage
-            found = self._group_mounts[key] = Mount(
-                f"{st.shared_root}/{membership.name}", f"shared/{membership.name}", 0, membership.gid,
-                st.group_mode, readonly=membership.readonly, group=membership.name)
+            gid, st = self.gids[name], self._config.storage
+            found = self._group_parts[key] = (
+                Membership(name, gid, readonly),
+                Mount(f"{st.shared_root}/{name}", f"shared/{name}", 0, gid, st.group_mode,
+                      readonly=readonly, group=name))
         return found
 
     @cached_property
@@ -234,13 +227,14 @@ def plan_for(
         rw.add(primary)
     ro -= rw
     names = sorted(rw | ro)
-    memberships = tuple([index.membership(name, name in ro) for name in names])
+    parts = [index.group_parts(name, name in ro) for name in names]
+    memberships = tuple([membership for membership, _ in parts])
     if primary is None:
         primary = safe  # a private group, gid = uid, with no folder of its own
     member_of = frozenset(names)
     st = config.storage
     home = Mount(f"{st.home_root}/{safe}", f"home/{safe}", uid, gid, st.home_mode)
-    mounts = (index.shared_mount, *[index.group_mount(m) for m in memberships])
+    mounts = (index.shared_mount, *[mount for _, mount in parts])
     rw_names = rw
     _, profiles = index.jupyterlab.admitted(username, member_of)
 

@@ -77,17 +77,13 @@ def access_in(config: QHubConfig, subject: Subject) -> Access:
 
 
 class Planner:
-    """`access_in` for one config, each person planned at most once."""
+    """`access_in` for many people of one config."""
 
     def __init__(self, config: QHubConfig):
         self.config = config
         self._private_primary = config.security.dynamic_ids.primary_group is None
         self._slug_of = {id(p): p.profile_slug for p in config.profiles.jupyterlab}  # the config holds them
-        self._known: dict[Subject, Access] = {}
 
     def access(self, subject: Subject) -> Access:
-        found = self._known.get(subject)
-        if found is None:
-            found = self._known[subject] = access_of(plan_of(self.config, subject), self._private_primary,
-                                                     anonymous=subject.kind != USER, slug_of=self._slug_of)
-        return found
+        return access_of(plan_of(self.config, subject), self._private_primary,
+                         anonymous=subject.kind != USER, slug_of=self._slug_of)

@@ -37,7 +37,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..hub_plans import PlanUnavailable
 from .dask import cluster_heartbeat, cluster_stopped, recover_clusters
-from .hub import USAGE_DB_ENV, ledger_at
+from .ledgers import USAGE_DB_ENV, ledger_at
 from .ledger import Ledger
 
 PLAN_CACHE_SECONDS = 30.0

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,20 +33,18 @@ from sqlalchemy.engine import make_url
 from ..config_model import JupyterLabProfile, QHubConfig
 from ..policy import UserPlan
 from .ledger import SERVER, Ledger, server_key
+
+# where ledgers live, without the hub's own modules (the gateway imports it too)
+from .ledgers import LEDGER_FILE, USAGE_DB_ENV, ledger_at, set_ledger_clock  # noqa: F401 - re-exported
 from .limits import decide
 from .resources import server_resources
 from .stop_reason import stop_reason
 
-USAGE_DB_ENV = "QHUB_USAGE_DB"
 REFRESH_ENV = "QHUB_USAGE_REFRESH_SECONDS"  # how often running sessions are marked seen (default 60)
 REFRESH_SECONDS = 60.0
-LEDGER_FILE = "qhub-usage.sqlite"
 
 _log = logging.getLogger("qhub_hub.usage")
-_ledgers: dict[str, Ledger] = {}
-_ledgers_lock = threading.Lock()
 _refresh = [REFRESH_SECONDS]  # this hub's refresh period
-_clock: list[Callable[[], float]] = [time.time]  # what this process's ledgers read the time from
 
 
 class Refusal(Exception):
@@ -72,24 +68,6 @@ def ledger_url(hub_db_url: str | None) -> str:
     if not url.database or url.database == ":memory:":
         return "sqlite://"
     return f"sqlite:///{Path(url.database).absolute().parent / LEDGER_FILE}"
-
-
-def ledger_at(url: str) -> Ledger:
-    """One `Ledger` per URL and process."""
-    with _ledgers_lock:
-        ledger = _ledgers.get(url)
-        if ledger is None:
-            ledger = _ledgers[url] = Ledger(url, _clock[0])
-        return ledger
-
-
-def set_ledger_clock(clock: Callable[[], float]) -> None:
-    """Make this process's ledgers read the time from `clock` (seconds since the epoch). For tests
-    that show a fixed month: a hub's config file may call it before the hub starts."""
-    with _ledgers_lock:
-        _clock[0] = clock
-        for ledger in _ledgers.values():
-            ledger.clock = clock
 
 
 def _hub_db_url(db: Any) -> str | None:

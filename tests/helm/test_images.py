@@ -39,7 +39,9 @@ VALUES = yaml.safe_load((chart.CHART / "values.yaml").read_text())
 # Code each image runs (modules, or chart files executed in it).
 ENTRY_POINTS = {
     "hub": ["qhub_hub.authenticator", "qhub_hub.spawner", "helm/qhub/files/hub/qhub.py"],
-    "gateway": ["helm/qhub/files/gateway/dask_gateway_config.py", "qhub_hub.gateway.kubernetes"],
+    # kube_backend: the backend class dask_gateway_config.py names as a string (a traitlets import)
+    "gateway": ["helm/qhub/files/gateway/dask_gateway_config.py", "qhub_hub.gateway.kubernetes",
+                "qhub_hub.gateway.kube_backend"],
     "conda-store": ["helm/qhub/files/conda-store/conda_store_config.py", "qhub_hub.conda_store.conda_store_auth"],
     "lab": ["qhub_hub.conda_store.kernels"],
 }
@@ -48,7 +50,7 @@ BASE_MODULES = {
     # quay.io/jupyterhub/k8s-hub:4.4.0 (images/hub/requirements.txt of z2jh 4.4.0)
     "hub": {"jupyterhub", "kubespawner", "oauthenticator", "kubernetes_asyncio", "tornado", "traitlets",
             "pydantic", "yaml", "bcrypt", "jinja2", "sqlalchemy", "requests", "aiohttp", "jsonschema",
-            "jupyterhub_idle_culler", "escapism", "cryptography"},
+            "jupyterhub_idle_culler", "escapism", "cryptography", "prometheus_client"},
     # ghcr.io/dask/dask-gateway-server:2026.3.0 (Dockerfile.requirements.txt)
     "gateway": {"dask_gateway_server", "aiohttp", "traitlets", "colorlog", "cryptography", "kubernetes_asyncio"},
     # quay.io/quansight/conda-store-server:2025.2.2 (conda-store-server's dependencies)

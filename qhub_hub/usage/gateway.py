@@ -12,7 +12,8 @@ and Kubernetes) carry it. It works from what every backend shares:
   which dask-gateway-server answers 409 with the message as the body's error, and which the
   dask_gateway client raises as ``GatewayClusterError(<the message>)``. (A 403 would reach the user
   as a bare "403 Forbidden": for 403 the client shows only the HTTP reason phrase, and the
-  gateway's Go proxy, like traefik, replaces any reason phrase with the standard one.)
+  gateway's Go proxy, like traefik, replaces any reason phrase with the standard one.) When the
+  limits cannot be checked (the hub does not answer), scale() is refused the same way, with why;
 - at start, intervals of clusters that no longer run (a gateway crash) are closed at their last
   seen time.
 
@@ -30,15 +31,14 @@ import time
 from typing import Any
 
 import httpx
-from aiohttp import web
 from dask_gateway_server.backends.base import PublicException
 from traitlets import Bool, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..hub_plans import PlanUnavailable
 from .dask import cluster_heartbeat, cluster_stopped, recover_clusters
-from .ledgers import USAGE_DB_ENV, ledger_at
 from .ledger import Ledger
+from .ledgers import USAGE_DB_ENV, ledger_at
 
 PLAN_CACHE_SECONDS = 30.0
 HUB_TIMEOUT = 10.0
@@ -135,8 +135,9 @@ class DaskUsageMixin(LoggingConfigurable):
         if msg.get("op") == "scale" and isinstance(msg.get("count"), int):
             try:
                 answer = await self.usage_decide(cluster, msg["count"], None)
-            except UsageUnavailable as e:
-                raise web.HTTPServiceUnavailable(reason=f"Cannot check your limits now: {e}.") from None
+            except UsageUnavailable as e:  # said to the user, as a refusal is (see the module docstring)
+                raise PublicException(f"Cannot check your limits now, so {cluster.name} is not scaled: "
+                                      f"{e}.") from None
             if answer is not None and answer[0] < msg["count"]:
                 raise PublicException(_one_line(
                     f"Cannot scale {cluster.name} to {msg['count']} workers: at most {answer[0]} fit. "

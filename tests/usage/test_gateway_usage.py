@@ -27,7 +27,7 @@ from tests.gateway.harness import (
     make_environment,
     remove_tree,
 )
-from tests.support.net import wait_until
+from tests.support.net import wait_for_http, wait_until
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -76,6 +76,7 @@ def stack(request) -> Iterator[GatewayStack]:
         stack.start()
         stack.add_hub_users(list(USERS), {"gwuml": list(USERS)})
         stack.ledger_url = ledger_url  # type: ignore[attr-defined]
+        stack.usage_mode = request.param  # type: ignore[attr-defined]
         yield stack
     finally:
         stack.stop()
@@ -198,6 +199,7 @@ def test_a_gateway_crash_closes_its_workers_at_their_last_seen_time(stack: Gatew
     stack.proc = subprocess.Popen(stack.gateway.command, cwd=stack.gateway.workdir, stdout=log,
                                   stderr=subprocess.STDOUT, start_new_session=True)
     wait_until(lambda: open_workers(stack, cluster.name) == [], timeout=60, what="recovery at start")
+    wait_for_http(stack.gateway.health_url, timeout=60, ok_statuses=(200,))  # serving again, for what follows
     ended = [r for r in Ledger(stack.ledger_url).intervals() if r.cluster == cluster.name]
     assert len(ended) == 2 and {r.end_reason for r in ended} == {"recovered"}
     assert all(seen - 6 <= r.end <= crashed_at for r in ended), [(r.end, seen, crashed_at) for r in ended]
@@ -212,3 +214,24 @@ def test_users_cannot_write_dask_usage_through_the_hub(stack: GatewayStack) -> N
                                 {"Authorization": f"token {token}"})
     assert status == 403 and "needs the scope custom:qhub:usage:write" in body["message"]
     assert open_workers(stack, "fake") == []
+
+
+def test_when_the_hub_cannot_answer_scale_is_refused_saying_why(stack: GatewayStack) -> None:
+    """Last in this file: it stops the hub. The gateway checks limits with the hub (through the
+    hub: at each scale; writing the ledger: the user's plan, kept for 30 s)."""
+    from qhub_hub.usage.gateway import PLAN_CACHE_SECONDS
+
+    with gateway_for(stack, "gwuann") as gw:
+        cluster = gw.new_cluster()
+        try:
+            cluster.scale(1)  # the hub answers: allowed (and the plan cached)
+            stack.hub.stop()
+            if stack.usage_mode == "gateway-writes":
+                time.sleep(PLAN_CACHE_SECONDS + 1)  # until the gateway asks the hub for the plan again
+            with pytest.raises(GatewayClusterError) as refused:
+                cluster.scale(2)
+            message = str(refused.value)
+            assert message.startswith(f"Cannot check your limits now, so {cluster.name} is not scaled: "), message
+            assert f"the hub at http://127.0.0.1:{stack.hub.hub_port}/hub/api cannot be reached" in message, message
+        finally:
+            cluster.shutdown()

@@ -320,6 +320,8 @@ def test_every_field_of_the_config_changed_alone():
     accepts: the narrowed diff is the full re-plan's."""
     base = load_config(copy.deepcopy(EXAMPLE)).model_dump(mode="json", exclude_none=True)
     base["security"]["identity_provider_groups"] = {"acme:team": "ml"}
+    base["security"]["admin_groups"] = ["admin", "ml"]  # fields unset in the example get a value
+    base["conda_store"]["url"] = "https://conda.example.org"
     for key in ("home_mode", "shared_mode", "group_mode"):
         base["storage"][key] = f"{base['storage'][key]:04o}"  # as the file writes them
     load_config(copy.deepcopy(base))

@@ -32,9 +32,6 @@ from .policy import UserPlan
 STORAGE_VOLUME = "qhub-storage"
 NSS_VOLUME = "qhub-nss"
 CONDA_VOLUME = "qhub-conda-store"
-# the same claim, writable, for the init container only: it makes the user's namespace folders
-# (a subPath the kubelet had to create itself would be root's, and conda-store could not build in it)
-CONDA_INIT_VOLUME = "qhub-conda-store-init"
 INIT_STORAGE_PATH = "/qhub-storage"
 INIT_ENVIRONMENTS_PATH = "/qhub-environments"
 NSS_PATH = "/etc/qhub-nss"
@@ -167,7 +164,9 @@ def init_container(plan: UserPlan, image: str, *, storage_path: str = INIT_STORA
                       "limits": {"cpu": "200m", "memory": "64Mi"}},
     }
     if environments_owner and plan.environment_namespaces:
-        container["volumeMounts"].append({"name": CONDA_INIT_VOLUME, "mountPath": environments_path})
+        # the init container makes the user's namespace folders: a subPath the kubelet had to
+        # create itself would be root's, and conda-store could never build in it
+        container["volumeMounts"].append({"name": CONDA_VOLUME, "mountPath": environments_path})
     if pull_policy:
         container["imagePullPolicy"] = pull_policy
     return container
@@ -179,9 +178,9 @@ def volumes(storage_claim: str, conda_store_claim: str | None) -> list[dict[str,
         {"name": NSS_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
     ]
     if conda_store_claim:
-        out.append({"name": CONDA_VOLUME,
-                    "persistentVolumeClaim": {"claimName": conda_store_claim, "readOnly": True}})
-        out.append({"name": CONDA_INIT_VOLUME, "persistentVolumeClaim": {"claimName": conda_store_claim}})
+        # writable for the init container only; the notebook mounts each namespace read-only. Not
+        # two volumes of one claim (read-only and not): the kubelet never mounts the second
+        out.append({"name": CONDA_VOLUME, "persistentVolumeClaim": {"claimName": conda_store_claim}})
     return out
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .hub import LEDGER_FILE, USAGE_DB_ENV
+from .ledgers import LEDGER_FILE, USAGE_DB_ENV
 from .ledger import DASK_WORKER, Ledger
 
 BY = {"user": "username", "group": "charged_group", "profile": "profile"}

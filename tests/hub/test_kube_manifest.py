@@ -106,7 +106,7 @@ def expected_pod(*, name: str, uid: int, gid: int, supplemental: list[int], imag
     init_mounts = [{"name": "qhub-storage", "mountPath": "/qhub-storage"},
                    {"name": "qhub-nss", "mountPath": "/qhub-nss"}]
     if namespaces:
-        init_mounts.append({"name": "qhub-conda-store-init", "mountPath": "/qhub-environments"})
+        init_mounts.append({"name": "qhub-conda-store", "mountPath": "/qhub-environments"})
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "containers": [{
@@ -146,9 +146,7 @@ def expected_pod(*, name: str, uid: int, gid: int, supplemental: list[int], imag
         "volumes": [
             {"name": "qhub-storage", "persistentVolumeClaim": {"claimName": "qhub-storage"}},
             {"emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}, "name": "qhub-nss"},
-            {"name": "qhub-conda-store",
-             "persistentVolumeClaim": {"claimName": "conda-store-envs", "readOnly": True}},
-            {"name": "qhub-conda-store-init", "persistentVolumeClaim": {"claimName": "conda-store-envs"}},
+            {"name": "qhub-conda-store", "persistentVolumeClaim": {"claimName": "conda-store-envs"}},
         ],
     }
     if node_selector:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .ledgers import LEDGER_FILE, USAGE_DB_ENV
 from .ledger import DASK_WORKER, Ledger
+from .ledgers import LEDGER_FILE, USAGE_DB_ENV
 
 BY = {"user": "username", "group": "charged_group", "profile": "profile"}
 FORMATS = ("text", "csv", "markdown")

@@ -42,7 +42,7 @@ from .gateway.choice import ClusterChoice, KubernetesSettings
 from .gateway.environments import (
     EnvironmentLister,
     WorkerEnvironment,
-    environments_on_disk,
+    environments_with_image,
     environments_with_server,
     missing_worker_packages,
     package_versions,
@@ -129,7 +129,7 @@ class QHubClusterOptions:
         self.config_path = os.fspath(config_path) if config_path else None
         self.kubernetes = kubernetes
         self.environment_lister = environment_lister or (
-            environments_with_server if rendering == "local" else environments_on_disk)
+            environments_with_server if rendering == "local" else environments_with_image)
         self.plan_source = plan_source or HubPlanSource()
 
     # -- config and plan --
@@ -213,8 +213,8 @@ class QHubClusterOptions:
         envs = worker_environments(config, plan, self.environment_lister)
         wanted = options.get("environment") or ""
         environment = resolve_environment(plan, usable_environments(envs) if not wanted else envs, wanted)
-        versions = package_versions(environment.prefix)
-        missing = missing_worker_packages(versions)
+        versions = {} if environment.in_image else package_versions(environment.prefix)
+        missing = [] if environment.in_image else missing_worker_packages(versions)
         if missing:
             found = ", ".join(f"{k} {v}" for k, v in versions.items() if v) or "none of them"
             raise OptionRefused(
@@ -281,7 +281,7 @@ def _idle_limit(config: QHubConfig) -> int:
 
 def usable_environments(envs: list[WorkerEnvironment]) -> list[WorkerEnvironment]:
     """The environments that have everything a Dask scheduler and worker need."""
-    return [e for e in envs if not missing_worker_packages(package_versions(e.prefix))]
+    return [e for e in envs if e.in_image or not missing_worker_packages(package_versions(e.prefix))]
 
 
 def resolve_environment(plan: UserPlan, envs: list[WorkerEnvironment], wanted: str) -> WorkerEnvironment:

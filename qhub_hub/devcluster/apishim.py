@@ -50,14 +50,17 @@ def make_app(api: str, pki: Path) -> web.Application:
             response.content_type = upstream.content_type
             await response.prepare(request)
             pending = b""
-            async for chunk in upstream.content.iter_any():  # watch events are one line each
-                pending += chunk
-                complete, _, pending = pending.rpartition(b"\n")
-                if complete:
-                    await response.write(relabel(complete + b"\n") if rewrite else complete + b"\n")
-            if pending:
-                await response.write(relabel(pending) if rewrite else pending)
-            await response.write_eof()
+            try:
+                async for chunk in upstream.content.iter_any():  # watch events are one line each
+                    pending += chunk
+                    complete, _, pending = pending.rpartition(b"\n")
+                    if complete:
+                        await response.write(relabel(complete + b"\n") if rewrite else complete + b"\n")
+                if pending:
+                    await response.write(relabel(pending) if rewrite else pending)
+                await response.write_eof()
+            except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+                pass  # the client went away (a watch it ended): nothing more to send
             return response
 
     async def session(app: web.Application):

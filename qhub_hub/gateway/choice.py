@@ -42,13 +42,17 @@ class ClusterChoice:
 
 
 def managed_environment(plan: UserPlan, choice: ClusterChoice, home: str) -> dict[str, str]:
-    """The variables every scheduler and worker gets (the user's extras go underneath)."""
+    """The variables every scheduler and worker gets (the user's extras go underneath). The image
+    environment keeps the image's own PATH."""
     prefix = str(choice.environment.prefix)
-    return {
-        **choice.environment_variables,
+    paths = {} if choice.environment.in_image else {
         "PATH": f"{prefix}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "CONDA_PREFIX": prefix,
         "CONDA_DEFAULT_ENV": prefix,
+    }
+    return {
+        **choice.environment_variables,
+        **paths,
         "HOME": home,
         "USER": plan.unix_name,
         "LOGNAME": plan.unix_name,

@@ -13,6 +13,11 @@ the notebook's image; it needs no conda-store build, so clusters work on a fresh
 always offered, after the conda-store environments (`dask_gateway.worker_environments` narrows
 only those), named ``server`` or by its prefix.
 
+On Kubernetes the same place is taken by the **image environment**: the Python of the user's server
+image, which workers run too (the chart makes the gateway's worker image the server image, and a
+profile's own image follows the server profile). The gateway cannot read that image's files, so
+it is not version-checked here; tests/cluster shows the lab image has what workers need.
+
 Package versions are read from the environment's files (``*.dist-info`` folders in its
 site-packages and the folders its ``.pth`` files name, then ``conda-meta/*.json`` file names).
 Nothing in the environment is executed: the gateway runs as root, and an environment is
@@ -40,6 +45,7 @@ class WorkerEnvironment:
     namespace: str
     name: str
     prefix: Path
+    in_image: bool = False  # the worker image's own Python (Kubernetes): nothing to mount or check
 
     @property
     def key(self) -> str:
@@ -52,7 +58,7 @@ class WorkerEnvironment:
 
     @property
     def python(self) -> Path:
-        return self.prefix / "bin" / "python"
+        return Path("python") if self.in_image else self.prefix / "bin" / "python"
 
 
 EnvironmentLister = Callable[[QHubConfig, UserPlan], Sequence[WorkerEnvironment]]
@@ -68,6 +74,16 @@ def server_environment(prefix: str | os.PathLike | None = None) -> WorkerEnviron
 def environments_with_server(config: QHubConfig, plan: UserPlan) -> list[WorkerEnvironment]:
     """The embedded mode's lister: the conda-store environments, then the server environment."""
     return [*environments_on_disk(config, plan), server_environment()]
+
+
+def image_environment() -> WorkerEnvironment:
+    """Kubernetes: the worker image's own environment (`python` on the image's PATH)."""
+    return WorkerEnvironment("", SERVER_ENVIRONMENT, Path("/"), in_image=True)
+
+
+def environments_with_image(config: QHubConfig, plan: UserPlan) -> list[WorkerEnvironment]:
+    """The Kubernetes lister: the conda-store environments, then the image environment."""
+    return [*environments_on_disk(config, plan), image_environment()]
 
 
 def environments_on_disk(config: QHubConfig, plan: UserPlan) -> list[WorkerEnvironment]:

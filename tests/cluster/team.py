@@ -98,6 +98,9 @@ class Team:
     def spawn(self, user: str, profile: str = "small", timeout: float = 300) -> float:
         """Spawn by the form, as a browser does; wait until JupyterLab answers. Seconds taken."""
         session = self.login(user)
+        server = self.api("GET", f"/users/{user}", user).json().get("servers", {}).get("")
+        if server and server.get("ready"):
+            return 0.0  # running already (a reused release)
         started = time.monotonic()
         page = session.get(f"{self.proxy}/hub/spawn", timeout=60)
         response = session.post(f"{self.proxy}/hub/spawn", data={"profile": profile,

@@ -373,7 +373,7 @@ def test_kubernetes_rendering(kube: QHubClusterOptions, root: Path) -> None:
                     "persistentVolumeClaim": {"claimName": "qhub-conda-store", "readOnly": True}}
     conda_mount = {"name": "qhub-conda-store", "mountPath": f"{root}/global", "subPath": "global",
                    "readOnly": True}
-    pod_security = {"runAsUser": 3005, "runAsGroup": 2005, "runAsNonRoot": True,
+    pod_security = {"runAsUser": 3005, "runAsGroup": 2005,
                     "supplementalGroups": [2001, 2004], "fsGroup": 2005,
                     "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}}
     container_security = {"runAsUser": 3005, "runAsGroup": 2005, "runAsNonRoot": True,
@@ -509,3 +509,18 @@ def test_dynamic_user_runs_with_the_uid_the_hub_handed_out(tmp_path: Path, root:
     handed_out = 42600 + (hashed - 42600 + 37) % 100  # e.g. after a collision
     factory = options(rendering="local", config_path=path, plans=ConfigPlans(path, uids={"gwdyn": handed_out}))
     assert request(factory, User("gwdyn"))["uid"] == handed_out
+
+
+def test_kubernetes_offers_the_image_environment_when_nothing_is_built(tmp_path: Path) -> None:
+    # a fresh install: no conda-store build yet, and GatewayCluster() must still work; the workers
+    # run the user's server image and its own Python, with nothing of conda-store mounted
+    empty = tmp_path / "no-environments"
+    empty.mkdir()
+    path = write_config(tmp_path, empty, dask_gateway={"worker_environments": []})
+    config = request(options(rendering="kubernetes", kubernetes=KUBE, config_path=path), User("erin"))
+    assert config["scheduler_cmd"] == ["python", "-m", "dask", "scheduler"]
+    assert config["worker_cmd"] == ["python", "-m", "dask", "worker"]
+    assert "PATH" not in config["environment"] and config["environment"]["QHUB_DASK_ENVIRONMENT"] == "server"
+    assert config["scheduler_extra_pod_config"]["volumes"] == []
+    assert all(v["name"] != "qhub-conda-store" for v in config["worker_extra_pod_config"]["volumes"])
+    assert config["image"] == "ghcr.io/acme/lab:1"

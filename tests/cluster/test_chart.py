@@ -220,12 +220,14 @@ def test_gateway_cluster_with_no_arguments_runs_workers_as_carol(team):
                                   os.access("/shared/ml", os.W_OK), os.path.isdir("/home/carol")))
         print(json.dumps({"name": cluster.name, "ready": ready, "uid": client.submit(os.getuid).result(),
                           "workers": list(ids.values())}))
+        cluster.shutdown_on_close = False  # kept for the next test (bob's attempts)
     """)
     result = json.loads(out.strip().splitlines()[-1])
     team.figures["gateway_cluster_2_workers_ready_s"] = round(result["ready"], 1)
     assert result["uid"] == IDS["carol"]
-    assert result["workers"] == [[3003, 2005, [2002, 2003, 2005], True, True]] * 2
-    workers = team.pods(f"gateway.dask.org/cluster={result['name']},app.kubernetes.io/component=dask-worker")
+    assert result["workers"] == [[3003, 2005, [2002, 2003, 2005], True, True]] * 2, result
+    cluster_id = result["name"].rsplit(".", 1)[-1]  # names are <namespace>.<id>; labels carry the id
+    workers = team.pods(f"gateway.dask.org/cluster={cluster_id},app.kubernetes.io/component=dask-worker")
     assert len(workers) == 2
     for pod in workers:
         assert pod["spec"]["securityContext"]["runAsUser"] == IDS["carol"]
@@ -263,7 +265,7 @@ def test_bob_may_not_use_large_workers_nor_touch_carols_cluster(team):
     for what in ("connect", "scale", "stop"):
         assert seen[what] != "done" and ("404" in seen[what] or "403" in seen[what] or "not found" in
                                          seen[what].lower()), seen
-    still = team.pods(f"gateway.dask.org/cluster={name},app.kubernetes.io/component=dask-worker")
+    still = team.pods(f"gateway.dask.org/cluster={name.rsplit('.', 1)[-1]},app.kubernetes.io/component=dask-worker")
     assert len(still) == 2  # carol's cluster untouched
 
 
@@ -274,6 +276,11 @@ def test_carols_kernels_are_exactly_her_namespaces_environments(team):
     # built environments made on disk where conda-store builds them (no conda channel reaches here),
     # as in tests/condastore; conda-store itself is up behind the hub (test above)
     root = STATE / "volumes" / NAMESPACE / "environments"
+    # failure 4: carol's namespace folder was made by the init container, owned by conda-store,
+    # so conda-store can build there (a folder the kubelet made for the subPath was root's)
+    assert (root / "carol").stat().st_uid == 1000
+    team.sh("deploy/conda-store", "mkdir -p /home/conda/carol/envs/built-by-conda-store && "
+            "rmdir /home/conda/carol/envs/built-by-conda-store", container="server")
     made = {"global": "dask", "ml": "torch", "carol": "scratch", "analysts": "reports", "bob": "bobs"}
     for namespace, env in made.items():
         spec = root / namespace / "envs" / env / "share" / "jupyter" / "kernels" / "python3"
@@ -281,10 +288,12 @@ def test_carols_kernels_are_exactly_her_namespaces_environments(team):
         (spec / "kernel.json").write_text(json.dumps({
             "argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
             "display_name": "Python 3", "language": "python"}))
-    # failure 4: carol's namespace folder was made by the init container, owned by conda-store
-    assert (root / "carol").stat().st_uid == 1000
-    team.sh("deploy/conda-store", "mkdir -p /home/conda/carol/envs/built-by-conda-store && "
-            "rmdir /home/conda/carol/envs/built-by-conda-store", container="server")
+        python = root / namespace / "envs" / env / "bin" / "python"  # what marks an environment built
+        python.parent.mkdir(exist_ok=True)
+        python.write_text("")
+        python.chmod(0o755)
+        for path in [root / namespace, *(root / namespace).rglob("*")]:
+            os.chown(path, 1000, 1000)  # as conda-store leaves what it builds
     response = requests.get(f"{team.proxy}/user/carol/api/kernelspecs", timeout=60,
                             headers={"Authorization": f"token {team.token('carol')}"})
     assert response.status_code == 200, response.text[:500]
@@ -315,15 +324,19 @@ def test_upgrade_applies_a_changed_config_without_restarting_user_pods(team):
     after = {p["metadata"]["name"]: p["metadata"]["uid"] for p in team.pods("component=singleuser-server")}
     assert after == before  # running servers keep running: the same pods
     assert {name: secret_data(team, name) for name in secrets} == secrets
-    # the hub re-reads the mounted config (the Secret's volume is updated in place, ~a minute)
+    # the next spawn follows the new config: bob stops his server and gets the analysts' new profile
+    stopped = team.api("DELETE", "/users/bob/server", "bob")
+    assert stopped.status_code in (202, 204), stopped.text
     deadline = time.monotonic() + 150
-    while team.offered_profiles("bob") != ["small", "medium", "highmem", "reporting"]:
-        assert time.monotonic() < deadline, team.offered_profiles("bob")
+    while (offered := team.offered_profiles("bob")) != ["small", "medium", "highmem", "reporting"]:
+        assert time.monotonic() < deadline, offered
         time.sleep(5)
+    team.spawn("bob", "reporting")
     team.spawn("dave")
     assert team.sh("jupyter-dave", "id").stdout.strip() == "uid=3004(dave) gid=2005(users) groups=2005(users)"
-    plan = team.api("GET", "/qhub/plans/dave", "dave").json()
-    assert "ml" not in json.dumps(plan.get("groups", plan))
+    plan = team.api("GET", "/qhub/plans/dave", "dave").json()["plan"]
+    assert [m["name"] for m in plan["memberships"]] == ["users"]
+    assert "gpu" not in [p["slug"] for p in plan["jupyterlab_profiles"]]
 
 
 # --- 7. a second release beside the first ------------------------------------------------------------

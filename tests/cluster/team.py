@@ -14,8 +14,16 @@ from typing import Any
 import requests
 import yaml
 
-from ..hub.conftest import password_login, xsrf_of
+from ..hub.conftest import password_login
 from . import release as releaselib
+
+
+def xsrf_of(session: requests.Session, html: str) -> str:
+    """The hub's XSRF token: from the form, else the hub's own cookie (once a user has visited
+    their server, another `_xsrf` cookie exists for /user/<name>/)."""
+    match = re.search(r'name="_xsrf"\s+value="([^"]+)"', html)
+    return match.group(1) if match else session.cookies.get("_xsrf", path="/hub/") or ""
+
 
 REPO = Path(__file__).resolve().parents[2]
 STORAGE_CLAIM, ENVIRONMENTS_CLAIM = "team-storage", "team-conda-envs"

@@ -21,10 +21,9 @@ import requests
 
 from qhub_hub.devcluster.paths import STATE
 
-from ..hub.conftest import xsrf_of
 from . import release as releaselib
 from .conftest import Cluster
-from .team import ENVIRONMENTS_CLAIM, IDS, STORAGE_CLAIM, Team, describe, team_config, team_values
+from .team import ENVIRONMENTS_CLAIM, IDS, STORAGE_CLAIM, Team, describe, team_config, team_values, xsrf_of
 
 pytestmark = pytest.mark.cluster
 

@@ -101,9 +101,19 @@ def z2jh_figures(kube: Kube, work: Path, chart: Path) -> dict[str, float]:
 
 
 def spawn_default(team: Team, user: str) -> float:
-    """z2jh's dummy login (any password), then its spawn, until JupyterLab answers."""
+    """z2jh's dummy login (any password), then its spawn (no options form: GET /hub/spawn starts
+    the server), until JupyterLab answers."""
     started = time.monotonic()
-    session = team.login(user)
+    deadline = time.monotonic() + 60
+    while True:  # the proxy answers 503 until the hub has registered its routes
+        try:
+            session = team.login(user)
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+    session.get(f"{team.proxy}/hub/spawn", timeout=120)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         lab = session.get(f"{team.proxy}/user/{user}/lab", timeout=60)
@@ -126,7 +136,11 @@ def main() -> int:
                 print("no sub-charts: no chart repository answers and ../shared/upstream-charts is missing")
                 return 1
             ours = qhub_figures(kube, work, chart)
-            anchor = z2jh_figures(kube, work, chart)
+            try:
+                anchor = z2jh_figures(kube, work, chart)
+            except RuntimeError as e:  # said, not hidden: the figures above stay worth printing
+                print(f"anchor failed: {e}")
+                anchor = {"install": float("nan"), "login_to_lab": float("nan")}
     finally:
         if not was_running:
             cluster.down()

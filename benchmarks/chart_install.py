@@ -80,7 +80,11 @@ def z2jh_figures(kube: Kube, work: Path, chart: Path) -> dict[str, float]:
     releaselib.make_storage(kube.kubectl, namespace, storage_claim="unused", environments_claim="unused-envs")
     values = releaselib.old_cluster_values()["jupyterhub"]
     values = releaselib.merge(values, {"proxy": {"service": {"type": "ClusterIP"}},
-                                       "singleuser": {"storage": {"type": "none"}, "cmd": "jupyterhub-singleuser"},
+                                       # our lab image has no home for z2jh's uid 1000 (z2jh's
+                                       # default image has /home/jovyan): Jupyter's runtime files
+                                       # need a writable HOME
+                                       "singleuser": {"storage": {"type": "none"}, "cmd": "jupyterhub-singleuser",
+                                                      "extraEnv": {"HOME": "/tmp"}},
                                        "cull": {"enabled": False}})
     values_file = work / "z2jh-values.yaml"
     values_file.write_text(json.dumps(values))

@@ -85,6 +85,7 @@ JUPYTERHUB_KEYS: dict[str, str] = {
     "hub.image.name": "string",
     "hub.image.tag": "string",
     "hub.config": FREE,
+    "hub.consecutiveFailureLimit": "integer",
     "hub.extraEnv": FREE,
     "hub.extraVolumes": FREE,
     "hub.extraVolumeMounts": FREE,

@@ -18,8 +18,9 @@ image, which workers run too (the chart makes the gateway's worker image the ser
 profile's own image follows the server profile). The gateway cannot read that image's files, so
 it is not version-checked here; tests/cluster shows the lab image has what workers need.
 
-Package versions are read from the environment's files (``*.dist-info`` folders in its
-site-packages and the folders its ``.pth`` files name, then ``conda-meta/*.json`` file names).
+Package versions are read from the environment's files: `importlib.metadata` over its
+site-packages and the folders its ``.pth`` files name (METADATA/PKG-INFO files, read, never
+run), then ``conda-meta/*.json`` file names; names compare as `packaging` canonicalises them.
 Nothing in the environment is executed: the gateway runs as root, and an environment is
 user-controlled code.
 """
@@ -27,11 +28,13 @@ user-controlled code.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import distributions
 from pathlib import Path
+
+from packaging.utils import canonicalize_name
 
 from ..config import DASK_PACKAGES, QHubConfig
 from ..policy import UserPlan
@@ -121,10 +124,6 @@ def worker_environments(config: QHubConfig, plan: UserPlan,
     return chosen + server
 
 
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def _site_packages(prefix: Path) -> list[Path]:
     """The environment's site-packages folders, then the folders named by their .pth files."""
     dirs = sorted(prefix.glob("lib/python3*/site-packages"))
@@ -147,20 +146,13 @@ def _site_packages(prefix: Path) -> list[Path]:
 
 def package_versions(prefix: Path, packages: Iterable[str] = WORKER_PACKAGES) -> dict[str, str | None]:
     """Installed version of each of `packages` in the environment at `prefix` (None: missing)."""
-    wanted = {_normalise(p): p for p in packages}
+    wanted = {canonicalize_name(p): p for p in packages}
     found: dict[str, str] = {}
-    for site in _site_packages(prefix):
-        try:
-            entries = os.listdir(site)
-        except OSError:
-            continue
-        for entry in entries:
-            for suffix in (".dist-info", ".egg-info"):
-                if entry.endswith(suffix):
-                    name, _, version = entry[: -len(suffix)].partition("-")
-                    key = _normalise(name)
-                    if key in wanted and key not in found and version:
-                        found[key] = version.split("-")[0]
+    for dist in distributions(path=[str(site) for site in _site_packages(prefix)]):
+        name = dist.metadata["Name"]
+        key = canonicalize_name(name) if name else None
+        if key in wanted and key not in found and dist.version:
+            found[key] = dist.version
     try:
         meta = os.listdir(prefix / "conda-meta")
     except OSError:
@@ -168,7 +160,7 @@ def package_versions(prefix: Path, packages: Iterable[str] = WORKER_PACKAGES) ->
     for entry in meta:
         if entry.endswith(".json") and entry.count("-") >= 2:
             name, version, _build = entry[:-5].rsplit("-", 2)
-            key = _normalise(name)
+            key = canonicalize_name(name)
             if key in wanted and key not in found:
                 found[key] = version
     return {original: found.get(key) for key, original in wanted.items()}

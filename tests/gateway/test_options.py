@@ -40,7 +40,9 @@ def fake_environment(root: Path, namespace: str, name: str, packages: dict[str, 
     site.mkdir(parents=True)
     for package, version in packages.items():
         if style == "dist-info":
-            (site / f"{package.replace('-', '_')}-{version}.dist-info").mkdir()
+            info = site / f"{package.replace('-', '_')}-{version}.dist-info"
+            info.mkdir()
+            (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n")
         else:
             (prefix / "conda-meta").mkdir(exist_ok=True)
             (prefix / "conda-meta" / f"{package}-{version}-pyhd8ed1ab_0.json").write_text("{}")
@@ -267,9 +269,10 @@ def test_package_versions_read_from_files(root: Path, tmp_path: Path) -> None:
     # lines that would run code are not followed
     prefix = fake_environment(root, "global", "layered", {"dask": "2026.7.1"})
     other = tmp_path / "other"
-    (other / "distributed-2026.7.1.dist-info").mkdir(parents=True)
-    (other / "dask_gateway-2026.3.0.dist-info").mkdir()
-    (other / "dask-2026.8.0.dist-info").mkdir()
+    for name, version in (("distributed", "2026.7.1"), ("dask-gateway", "2026.3.0"), ("dask", "2026.8.0")):
+        info = other / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
     site = next(prefix.glob("lib/python3*/site-packages"))
     (site / "x.pth").write_text(f"import os; os.system('false')\n{other}\n")
     assert package_versions(prefix) == {"dask": "2026.7.1", "distributed": "2026.7.1",

@@ -36,15 +36,21 @@ def is_lt(name: str, ident: int) -> bool:
     return name.startswith(PREFIX) and ID_MIN <= ident <= ID_MAX
 
 
-def remove_lt_accounts() -> None:
-    """Delete every lt* account and group in this suite's id range (never anything else)."""
+def remove_test_accounts(prefix: str, id_min: int, id_max: int) -> None:
+    """Delete every account and group named `prefix`* with an id in [id_min, id_max] (never anything
+    else), their processes first. Each suite passes its own prefix and range."""
     for entry in pwd.getpwall():
-        if is_lt(entry.pw_name, entry.pw_uid):
+        if entry.pw_name.startswith(prefix) and id_min <= entry.pw_uid <= id_max:
             subprocess.run(["pkill", "-KILL", "-u", str(entry.pw_uid)], capture_output=True)
             subprocess.run(["userdel", entry.pw_name], capture_output=True)
     for entry in grp.getgrall():
-        if is_lt(entry.gr_name, entry.gr_gid):
+        if entry.gr_name.startswith(prefix) and id_min <= entry.gr_gid <= id_max:
             subprocess.run(["groupdel", entry.gr_name], capture_output=True)
+
+
+def remove_lt_accounts() -> None:
+    """Delete every lt* account and group in this suite's id range (never anything else)."""
+    remove_test_accounts(PREFIX, ID_MIN, ID_MAX)
 
 
 def public_dir(tag: str) -> Path:

@@ -17,10 +17,8 @@ Users and groups: names ``dbg*``, ids 48000-48999 (this file's range), removed a
 from __future__ import annotations
 
 import asyncio
-import grp
 import json
 import os
-import pwd
 import subprocess
 import sys
 import tempfile
@@ -33,7 +31,7 @@ import pytest
 
 from qhub_hub.local.peer_guard import peer_guard_library
 
-from .support import Platform, remove_tree, write_config
+from .support import Platform, remove_test_accounts, remove_tree, write_config
 from .test_isolation import Kernel
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real Unix users, setuid")
@@ -50,13 +48,7 @@ PROFILES = [{"display_name": "Small", "slug": "small", "default": True,
 
 def remove_dbg_accounts() -> None:
     """Every dbg* account and group in this file's id range (never anything else), their processes first."""
-    for entry in pwd.getpwall():
-        if entry.pw_name.startswith(PREFIX) and ID_MIN <= entry.pw_uid <= ID_MAX:
-            subprocess.run(["pkill", "-KILL", "-u", str(entry.pw_uid)], capture_output=True)
-            subprocess.run(["userdel", entry.pw_name], capture_output=True)
-    for entry in grp.getgrall():
-        if entry.gr_name.startswith(PREFIX) and ID_MIN <= entry.gr_gid <= ID_MAX:
-            subprocess.run(["groupdel", entry.gr_name], capture_output=True)
+    remove_test_accounts(PREFIX, ID_MIN, ID_MAX)
 
 
 # --- a probe run as a given uid: connect, speak DAP (or just listen), report what came back ------

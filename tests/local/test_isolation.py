@@ -19,7 +19,6 @@ Users and groups: names ``is*``, ids 43000-43999 (this file's range), removed af
 from __future__ import annotations
 
 import asyncio
-import grp
 import json
 import os
 import pwd
@@ -40,7 +39,7 @@ from qhub_hub.local.limits import CgroupLimiter
 from qhub_hub.local.settings import PlatformSettings
 from tests.gateway.harness import SITE_PACKAGES, make_environment
 
-from .support import Platform, remove_tree, write_config
+from .support import Platform, remove_test_accounts, remove_tree, write_config
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real Unix users, setuid, cgroups")
 
@@ -59,13 +58,7 @@ SECRET = f"is-secret-{uuid.uuid4().hex}"
 
 def remove_is_accounts() -> None:
     """Every is* account and group in this file's id range (never anything else), their processes first."""
-    for entry in pwd.getpwall():
-        if entry.pw_name.startswith(PREFIX) and ID_MIN <= entry.pw_uid <= ID_MAX:
-            subprocess.run(["pkill", "-KILL", "-u", str(entry.pw_uid)], capture_output=True)
-            subprocess.run(["userdel", entry.pw_name], capture_output=True)
-    for entry in grp.getgrall():
-        if entry.gr_name.startswith(PREFIX) and ID_MIN <= entry.gr_gid <= ID_MAX:
-            subprocess.run(["groupdel", entry.gr_name], capture_output=True)
+    remove_test_accounts(PREFIX, ID_MIN, ID_MAX)
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,9 @@ invalid runs with the last good copy.
 
 from __future__ import annotations
 
-import grp
 import html
 import json
 import os
-import pwd
 import re
 import sqlite3
 import subprocess
@@ -25,7 +23,7 @@ import requests
 
 from qhub_hub.local.settings import PlatformSettings
 
-from .support import Platform, password_of, public_dir, remove_tree, write_config
+from .support import Platform, password_of, public_dir, remove_test_accounts, remove_tree, write_config
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -47,13 +45,7 @@ PROFILES = [
 
 
 def remove_rb_accounts() -> None:
-    for entry in pwd.getpwall():
-        if entry.pw_name.startswith(PREFIX) and ID_MIN <= entry.pw_uid <= ID_MAX:
-            subprocess.run(["pkill", "-KILL", "-u", str(entry.pw_uid)], capture_output=True)
-            subprocess.run(["userdel", entry.pw_name], capture_output=True)
-    for entry in grp.getgrall():
-        if entry.gr_name.startswith(PREFIX) and ID_MIN <= entry.gr_gid <= ID_MAX:
-            subprocess.run(["groupdel", entry.gr_name], capture_output=True)
+    remove_test_accounts(PREFIX, ID_MIN, ID_MAX)
 
 
 @pytest.fixture(scope="module")

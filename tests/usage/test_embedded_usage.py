@@ -9,11 +9,8 @@ afterwards."""
 from __future__ import annotations
 
 import asyncio
-import grp
 import os
-import pwd
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from qhub_hub.usage.ledger import SERVER, Ledger
 from tests.hub.conftest import password_login
-from tests.local.support import Platform, password_of, public_dir, remove_tree, write_config
+from tests.local.support import Platform, password_of, public_dir, remove_test_accounts, remove_tree, write_config
 from tests.support.net import wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real Unix users"),
@@ -46,13 +43,7 @@ ALLOCATED = 300 * 2**20  # what usalice's terminal command holds
 
 
 def remove_us_accounts() -> None:
-    for entry in pwd.getpwall():
-        if entry.pw_name.startswith(PREFIX) and ID_MIN <= entry.pw_uid <= ID_MAX:
-            subprocess.run(["pkill", "-KILL", "-u", str(entry.pw_uid)], capture_output=True)
-            subprocess.run(["userdel", entry.pw_name], capture_output=True)
-    for entry in grp.getgrall():
-        if entry.gr_name.startswith(PREFIX) and ID_MIN <= entry.gr_gid <= ID_MAX:
-            subprocess.run(["groupdel", entry.gr_name], capture_output=True)
+    remove_test_accounts(PREFIX, ID_MIN, ID_MAX)
 
 
 @contextmanager

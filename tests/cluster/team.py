@@ -28,7 +28,6 @@ def xsrf_of(session: requests.Session, html: str) -> str:
 REPO = Path(__file__).resolve().parents[2]
 STORAGE_CLAIM, ENVIRONMENTS_CLAIM = "team-storage", "team-conda-envs"
 IDS = {"alice": 3001, "bob": 3002, "carol": 3003, "dave": 3004, "erin": 3005}
-GIDS = {"users": 2005, "analysts": 2001, "data-eng": 2002, "ml": 2003, "finance": 2004, "admin": 2000}
 
 
 def team_config() -> dict:

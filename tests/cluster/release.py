@@ -162,7 +162,7 @@ class Release:
         return time.monotonic() - started, result
 
     def uninstall(self) -> subprocess.CompletedProcess:
-        return self.helm("uninstall", self.name, "--wait", "--timeout", "3m", check=False)
+        return self.helm("uninstall", self.name, "--wait", "--timeout", "5m", check=False)
 
 
 # --- storage -----------------------------------------------------------------------------------

@@ -14,16 +14,8 @@ from typing import Any
 import requests
 import yaml
 
-from ..hub.conftest import password_login
+from ..hub.conftest import password_login, xsrf_of
 from . import release as releaselib
-
-
-def xsrf_of(session: requests.Session, html: str) -> str:
-    """The hub's XSRF token: from the form, else the hub's own cookie (once a user has visited
-    their server, another `_xsrf` cookie exists for /user/<name>/)."""
-    match = re.search(r'name="_xsrf"\s+value="([^"]+)"', html)
-    return match.group(1) if match else session.cookies.get("_xsrf", path="/hub/") or ""
-
 
 REPO = Path(__file__).resolve().parents[2]
 STORAGE_CLAIM, ENVIRONMENTS_CLAIM = "team-storage", "team-conda-envs"
@@ -96,6 +88,20 @@ class Team:
     def api(self, method: str, path: str, user: str, body: dict | None = None) -> requests.Response:
         return requests.request(method, f"{self.proxy}/hub/api{path}", json=body, timeout=60,
                                 headers={"Authorization": f"token {self.token(user)}"})
+
+    def wait_for_hub(self, timeout: float = 180) -> float:
+        """Seconds until the hub answers through the public proxy again. After `helm upgrade --wait`
+        the new hub pod is Ready, but until kube-proxy routes its Service to it the proxy answers
+        503: a user sees that page for a moment, as with z2jh's single, recreated hub."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            try:
+                if requests.get(f"{self.proxy}/hub/api", timeout=10).status_code == 200:
+                    return time.monotonic() - started
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"the hub did not answer through the proxy in {timeout} s\n{describe(self)}")
 
     def offered_profiles(self, user: str) -> list[str]:
         page = self.login(user).get(f"{self.proxy}/hub/spawn", timeout=60)

@@ -62,8 +62,12 @@ def oauth_login(hub_url: str, provider_url: str, session: requests.Session | Non
 
 
 def xsrf_of(session: requests.Session, html: str) -> str:
+    """The hub's XSRF token: from the page's form, else the hub's own `_xsrf` cookie (its path ends
+    in /hub/; once a user has visited their server, another `_xsrf` cookie exists for /user/<name>/)."""
     match = re.search(r'name="_xsrf"\s+value="([^"]+)"', html)
-    return match.group(1) if match else session.cookies.get("_xsrf", "")
+    if match:
+        return match.group(1)
+    return next((c.value for c in session.cookies if c.name == "_xsrf" and c.path.endswith("/hub/")), "")
 
 
 def password_login(hub_url: str, username: str, password: str) -> tuple[requests.Session, requests.Response]:

@@ -11,8 +11,10 @@ round measures, from the client's call to both workers being connected:
 - anchor:  `distributed.LocalCluster(n_workers=2, threads_per_worker=1)` and `wait_for_workers(2)`
   in this process, same machine, same run.
 
-Prints min and median of each and the ratio gateway/anchor (medians); the last line is
-``result: gateway_ratio=... gateway_s=... anchor_s=...``.
+Prints min and median of each, the ratio gateway/anchor (medians, and of the minimums, which
+other load on the machine disturbs less), and the gateway's two phases: `new_cluster()` returning
+(options, scheduler started and registered) and the two workers after `scale(2)`. The last line
+is ``result: gateway_ratio=... gateway_s=... anchor_s=... min_ratio=... cluster_s=... workers_s=...``.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ def qhub_config(base: Path) -> dict:
     }
 
 
-def time_gateway(stack: GatewayStack, token: str) -> float:
+def time_gateway(stack: GatewayStack, token: str) -> tuple[float, float]:
+    """(seconds until 2 workers are connected, of which until `new_cluster()` returned)."""
     from dask_gateway import Gateway
     from dask_gateway.auth import JupyterHubAuth
 
@@ -56,13 +59,14 @@ def time_gateway(stack: GatewayStack, token: str) -> float:
                  auth=JupyterHubAuth(api_token=token)) as gateway:
         start = time.perf_counter()
         cluster = gateway.new_cluster()
+        running = time.perf_counter() - start
         cluster.scale(2)
         client = cluster.get_client()
         client.wait_for_workers(2, timeout=120)
         elapsed = time.perf_counter() - start
         client.close()
         cluster.shutdown()
-    return elapsed
+    return elapsed, running
 
 
 def time_local_cluster() -> float:
@@ -96,9 +100,11 @@ def main() -> None:
         token = stack.token("gwbench")
         time_gateway(stack, token)  # warm-up: imports, first proxy routes
         time_local_cluster()
-        gateway_times, local_times = [], []
+        gateway_times, running_times, local_times = [], [], []
         for _ in range(args.rounds):
-            gateway_times.append(time_gateway(stack, token))
+            elapsed, running = time_gateway(stack, token)
+            gateway_times.append(elapsed)
+            running_times.append(running)
             local_times.append(time_local_cluster())
     finally:
         stack.stop()
@@ -106,11 +112,16 @@ def main() -> None:
         remove_tree(base)
 
     g, a = statistics.median(gateway_times), statistics.median(local_times)
+    min_ratio = min(gateway_times) / min(local_times)
+    c = statistics.median(running_times)
+    w = statistics.median(t - r for t, r in zip(gateway_times, running_times, strict=True))
     print(f"2-worker cluster ready, {args.rounds} rounds after one warm-up each:")
     print(f"  dask-gateway (qhub local backend): min {min(gateway_times):.2f} s  median {g:.2f} s")
+    print(f"    new_cluster() returned: median {c:.2f} s; then 2 workers: median {w:.2f} s")
     print(f"  anchor LocalCluster(n_workers=2):  min {min(local_times):.2f} s  median {a:.2f} s")
-    print(f"  ratio gateway/anchor (medians): {g / a:.2f}")
-    print(f"result: gateway_ratio={g / a:.2f} gateway_s={g:.2f} anchor_s={a:.2f}")
+    print(f"  ratio gateway/anchor: medians {g / a:.2f}, minimums {min_ratio:.2f}")
+    print(f"result: gateway_ratio={g / a:.2f} gateway_s={g:.2f} anchor_s={a:.2f} "
+          f"min_ratio={min_ratio:.2f} cluster_s={c:.2f} workers_s={w:.2f}")
 
 
 if __name__ == "__main__":

@@ -23,12 +23,25 @@ site-packages and the folders its ``.pth`` files name (METADATA/PKG-INFO files, 
 run), then ``conda-meta/*.json`` file names; names compare as `packaging` canonicalises them.
 Nothing in the environment is executed: the gateway runs as root, and an environment is
 user-controlled code.
+
+The versions found are remembered per environment until a folder they were read from changes:
+each lookup finds the folders afresh (every site-packages, the folders its ``.pth`` files name,
+``conda-meta``), takes their status (`os.stat`: inode, modification and change times) and reads
+the metadata again when the folders or any status differ. Installing, upgrading or removing a
+package adds or removes a ``*.dist-info`` folder or a ``conda-meta`` file, and a conda-store
+rebuild points the environment at new folders, so each is seen at the next request; a METADATA
+file edited in place is not (no installer does that). Folder times advance in clock ticks of a
+few milliseconds, so a change in the same tick as the read before it would not show: versions read
+while a folder changed less than `RECENT_SECONDS` ago are not remembered.
+Reading 165 packages' metadata takes about 80 ms, and each cluster request looks at every
+environment offered (the form) and then the chosen one again.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import distributions
@@ -144,11 +157,49 @@ def _site_packages(prefix: Path) -> list[Path]:
     return dirs + extra
 
 
+# (prefix, packages) -> (what the folders looked like, the versions read from them)
+_VERSIONS: dict[tuple[str, tuple[str, ...]], tuple[tuple, dict[str, str | None]]] = {}
+_VERSIONS_KEPT = 256  # environments remembered; more: start over
+RECENT_SECONDS = 2.0  # folders changed this recently: read again next time (module docstring)
+
+
+def _status(path: Path) -> tuple:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return (str(path), None)
+    return (str(path), info.st_ino, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def _layout(prefix: Path, sites: list[Path]) -> tuple:
+    """What changes when a package is installed, upgraded or removed in `prefix`: the status of
+    each folder the metadata is read from (`sites` is found afresh, .pth files read, each time)."""
+    return tuple(_status(p) for p in [*sites, prefix / "conda-meta"])
+
+
 def package_versions(prefix: Path, packages: Iterable[str] = WORKER_PACKAGES) -> dict[str, str | None]:
-    """Installed version of each of `packages` in the environment at `prefix` (None: missing)."""
+    """Installed version of each of `packages` in the environment at `prefix` (None: missing);
+    remembered until the environment's folders change (see the module docstring)."""
+    packages = tuple(packages)
+    sites = _site_packages(prefix)
+    layout = _layout(prefix, sites)
+    key = (str(prefix), packages)
+    hit = _VERSIONS.get(key)
+    if hit is not None and hit[0] == layout:
+        return dict(hit[1])
+    versions = _read_versions(prefix, sites, packages)
+    newest = max((max(s[2], s[3]) for s in layout if len(s) == 4), default=0)
+    if newest < time.time_ns() - RECENT_SECONDS * 1e9:
+        if len(_VERSIONS) >= _VERSIONS_KEPT:
+            _VERSIONS.clear()
+        _VERSIONS[key] = (layout, versions)
+    return dict(versions)
+
+
+def _read_versions(prefix: Path, sites: list[Path], packages: tuple[str, ...]) -> dict[str, str | None]:
     wanted = {canonicalize_name(p): p for p in packages}
     found: dict[str, str] = {}
-    for dist in distributions(path=[str(site) for site in _site_packages(prefix)]):
+    for dist in distributions(path=[str(site) for site in sites]):
         name = dist.metadata["Name"]
         key = canonicalize_name(name) if name else None
         if key in wanted and key not in found and dist.version:

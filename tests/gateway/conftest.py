@@ -12,6 +12,7 @@ gwcarol (ml). Environments ("built" = venvs at conda-store's layout, see harness
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +92,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(item.path).parents:
             item.add_marker(_GATEWAY_DEL)
+
+
+@pytest.fixture(autouse=True)
+def collect_closed_gateways() -> Iterator[None]:
+    """After each test, finalise its closed `Gateway` objects here, in the main thread. Left to the
+    garbage collector they may be finalised on the event loop thread of a later test's client,
+    where `Gateway.__del__` waits for that very loop: the test hangs."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session")

@@ -62,6 +62,49 @@ def test_cluster_runs_as_the_user_in_the_chosen_environment(stack: GatewayStack)
                 assert {(w["nthreads"], w["memory_limit"]) for w in workers} == {(1, 2**30)}
 
 
+def worker_start_probe():
+    """For `client.run`: a worker's ids, whether it was spawned (a fresh interpreter) and whether it
+    loaded Bokeh. A local function, so cloudpickle sends it by value (workers cannot import tests)."""
+    def worker_start():
+        import os
+        import sys
+
+        with open("/proc/self/cmdline", "rb") as f:
+            spawned = b"spawn_main" in f.read()
+        return os.getuid(), os.getgid(), spawned, "bokeh" in sys.modules, os.getpid()
+
+    return worker_start
+
+
+def test_workers_are_copies_of_their_nanny_without_a_dashboard(stack: GatewayStack) -> None:
+    """The cheaper worker start (README, "How fast a Dask cluster starts"): the nanny forks the
+    worker (no second interpreter importing everything again) and the worker serves no Bokeh
+    pages; the nanny still restarts workers."""
+    with gateway_for(stack, "gwbob") as gw:
+        with gw.new_cluster() as cluster:
+            cluster.scale(2)
+            with cluster.get_client() as client:
+                client.wait_for_workers(2, timeout=120)
+                before = client.run(worker_start_probe())
+                assert {v[:4] for v in before.values()} == {(42002, 42000, False, False)}
+                client.restart(timeout=120)  # needs the nannies: each forks a fresh worker
+                client.wait_for_workers(2, timeout=120)
+                after = client.run(worker_start_probe())
+                assert {v[:4] for v in after.values()} == {(42002, 42000, False, False)}
+                assert not {v[4] for v in before.values()} & {v[4] for v in after.values()}
+                assert client.submit(lambda x: x + 1, 1).result() == 2
+
+
+def test_a_cluster_may_choose_spawned_workers(stack: GatewayStack) -> None:
+    spawn = {"DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD": "spawn"}
+    with gateway_for(stack, "gwbob") as gw:
+        with gw.new_cluster(environment_variables=spawn) as cluster:
+            cluster.scale(1)
+            with cluster.get_client() as client:
+                client.wait_for_workers(1, timeout=120)
+                assert {v[:3] for v in client.run(worker_start_probe()).values()} == {(42002, 42000, True)}
+
+
 def test_group_profile_and_group_environment(stack: GatewayStack) -> None:
     def identity():
         import os

@@ -130,3 +130,31 @@ async def test_processes_run_as_the_user_with_the_given_environment(base: Path) 
     log = Path(c.state["workdir"], "logs", "probe.log").read_text()
     assert log.split() == [str(UID), str(GID), f"[{OTHER_GID}]", c.state["workdir"]]
     backend.cleanup_working_directory(c.state["workdir"])
+
+
+def test_workers_start_without_their_own_dashboard_and_as_copies_of_their_nanny(base: Path) -> None:
+    """The cheaper worker start (README, "How fast a Dask cluster starts"); each setting can be
+    turned back, and a cluster's own environment_variables choose the start method first."""
+    backend = QHubLocalBackend(clusters_directory=str(base / "clusters"), api_url="http://127.0.0.1:1/api")
+    c = cluster(worker_cmd=["/env/bin/python", "-m", "dask", "worker"], worker_threads=1,
+                worker_memory=2**30)
+    c.state["workdir"] = str(base / "c0ffee")  # only named, never made
+    command = backend.get_worker_command(c, "w1", "tls://127.0.0.1:1")
+    assert command[:5] == ["/env/bin/python", "-m", "dask", "worker", "tls://127.0.0.1:1"]
+    assert "--no-dashboard" in command and "--dashboard" not in command
+    assert command[command.index("--preload") + 1].endswith("qhub_peer_guard.py")
+    env = backend.get_worker_env(c)
+    assert env["DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"] == "fork"
+    assert "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD" not in backend.get_scheduler_env(c)
+
+    chosen = cluster(environment={"PATH": "/env/bin", "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD": "spawn"})
+    chosen.state["workdir"] = c.state["workdir"]
+    assert backend.get_worker_env(chosen)["DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"] == "spawn"
+
+    upstream = QHubLocalBackend(clusters_directory=str(base / "clusters"), api_url="http://127.0.0.1:1/api",
+                                worker_dashboard=True, worker_start_method="spawn")
+    command = upstream.get_worker_command(c, "w1", "tls://127.0.0.1:1")
+    assert "--dashboard" in command and "--no-dashboard" not in command
+    assert upstream.get_worker_env(c)["DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"] == "spawn"
+    with pytest.raises(Exception, match="worker_start_method"):
+        QHubLocalBackend(worker_start_method="vfork")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -277,6 +278,74 @@ def test_package_versions_read_from_files(root: Path, tmp_path: Path) -> None:
     (site / "x.pth").write_text(f"import os; os.system('false')\n{other}\n")
     assert package_versions(prefix) == {"dask": "2026.7.1", "distributed": "2026.7.1",
                                         "dask-gateway": "2026.3.0"}
+
+
+def test_package_versions_are_read_again_when_the_environment_changes(root: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Versions are remembered per environment until one of its folders changes (the lookup is in
+    every cluster request, about 80 ms for a real environment)."""
+    from qhub_hub.gateway import environments
+
+    def change() -> None:  # the next change lands in a later clock tick than the last read's folders
+        time.sleep(0.05)
+
+    prefix = fake_environment(root, "global", "fresh", DASK)
+    reads: list[Path] = []
+    read = environments._read_versions
+    monkeypatch.setattr(environments, "_read_versions", lambda prefix, *a: reads.append(prefix) or read(prefix, *a))
+    assert package_versions(prefix) == package_versions(prefix) == DASK
+    assert len(reads) == 2  # just built: its folders may still change within the clock tick
+    monkeypatch.setattr(environments, "RECENT_SECONDS", 0.0)
+    reads.clear()
+    prefix = fake_environment(root, "global", "changing", {"dask": "2026.7.1", "distributed": "2026.7.1"})
+    site = next(prefix.glob("lib/python3*/site-packages"))
+    first = package_versions(prefix)
+    assert first == {"dask": "2026.7.1", "distributed": "2026.7.1", "dask-gateway": None}
+    first["dask"] = "changed by a caller"
+    assert package_versions(prefix)["dask"] == "2026.7.1" and len(reads) == 1  # remembered, a copy
+
+    change()
+    # pip: the old dist-info goes, a new one comes
+    (site / "dask-2026.7.1.dist-info" / "METADATA").unlink()
+    (site / "dask-2026.7.1.dist-info").rmdir()
+    info = site / "dask-2026.8.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: dask\nVersion: 2026.8.0\n")
+    assert package_versions(prefix)["dask"] == "2026.8.0" and len(reads) == 2
+    change()
+    # conda: a conda-meta record
+    (prefix / "conda-meta").mkdir()
+    assert package_versions(prefix)["dask-gateway"] is None
+    change()
+    (prefix / "conda-meta" / "dask-gateway-2026.3.0-pyhd8ed1ab_0.json").write_text("{}")
+    assert package_versions(prefix)["dask-gateway"] == "2026.3.0"
+    change()
+    # a .pth naming another folder, and a package installed into that folder later
+    other = tmp_path / "layer"
+    other.mkdir()
+    (site / "layer.pth").write_text(f"{other}\n")
+    assert package_versions(prefix)["distributed"] == "2026.7.1"
+    change()
+    (site / "distributed-2026.7.1.dist-info" / "METADATA").unlink()
+    (site / "distributed-2026.7.1.dist-info").rmdir()
+    (other / "distributed-2026.8.0.dist-info").mkdir()
+    (other / "distributed-2026.8.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: distributed\nVersion: 2026.8.0\n")
+    assert package_versions(prefix)["distributed"] == "2026.8.0"
+    # conda-store's rebuild: the environment's name now points at another build
+    builds = tmp_path / "builds"
+    old_build = fake_environment(builds, "global", "b1", DASK)
+    new_build = fake_environment(builds, "global", "b2", {"dask": "2026.9.0"})
+    link = root / "global" / "envs" / "linked"
+    link.symlink_to(old_build)
+    assert package_versions(link) == DASK
+    change()
+    link.unlink()
+    link.symlink_to(new_build)
+    assert package_versions(link) == {"dask": "2026.9.0", "distributed": None, "dask-gateway": None}
+    count = len(reads)
+    assert package_versions(link) == {"dask": "2026.9.0", "distributed": None, "dask-gateway": None}
+    assert len(reads) == count
 
 
 # --- the small extras ----------------------------------------------------------------------------

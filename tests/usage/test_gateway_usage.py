@@ -203,6 +203,8 @@ def test_a_gateway_crash_closes_its_workers_at_their_last_seen_time(stack: Gatew
     ended = [r for r in Ledger(stack.ledger_url).intervals() if r.cluster == cluster.name]
     assert len(ended) == 2 and {r.end_reason for r in ended} == {"recovered"}
     assert all(seen - 6 <= r.end <= crashed_at for r in ended), [(r.end, seen, crashed_at) for r in ended]
+    cluster.close()  # the client side only (shutdown_on_close=False): the recovery stopped the cluster
+    gw.close()
 
 
 def test_users_cannot_write_dask_usage_through_the_hub(stack: GatewayStack) -> None:

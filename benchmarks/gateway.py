@@ -3,7 +3,7 @@
     sudo /opt/qhub-hub/bin/python benchmarks/gateway.py [--rounds 3]
 
 Runs a real JupyterHub and the embedded-mode dask-gateway-server (QHubLocalBackend), with one
-temporary Unix user (gwbench, uid 42901; removed at the end) and one "built" environment. Each
+temporary Unix user (gwbench, uid 42801; removed at the end) and one "built" environment. Each
 round measures, from the client's call to both workers being connected:
 
 - gateway: `Gateway().new_cluster()` (options checked against the plan, scheduler started as the
@@ -39,8 +39,8 @@ from tests.gateway.harness import (  # noqa: E402 - the repository root is added
 
 def qhub_config(base: Path) -> dict:
     return {
-        "security": {"groups": {"gwbench": {"gid": 42900}},
-                     "users": {"gwbench": {"uid": 42901, "primary_group": "gwbench"}}},
+        "security": {"groups": {"gwbench": {"gid": 42800}},
+                     "users": {"gwbench": {"uid": 42801, "primary_group": "gwbench"}}},
         "profiles": {"dask_worker": {"Bench Worker": {
             "worker_cores": 1, "worker_cores_limit": 1, "worker_memory": "1G",
             "worker_memory_limit": "1G", "max_workers": 2}}},
@@ -88,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
 
     base = base_folder("qhub-gw-bench-")
-    accounts = UnixAccounts({"gwbench": 42900}, {"gwbench": (42901, "gwbench", [])}, homes=base / "home")
+    accounts = UnixAccounts({"gwbench": 42800}, {"gwbench": (42801, "gwbench", [])}, homes=base / "home")
     stack = GatewayStack(base, qhub_config(base))
     try:
         accounts.create()

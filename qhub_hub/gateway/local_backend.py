@@ -132,7 +132,7 @@ class QHubLocalBackend(ClusterLimitMixin, LocalBackend):
         Serve each worker's own Bokeh status pages (``dask worker --dashboard``). Off by default:
         they listen on a loopback port that only the worker's own user may connect to, and the
         gateway routes browsers to the scheduler's dashboard only, so nobody could open them;
-        loading Bokeh was about half of a worker's start (0.7 of 1.4 CPU seconds). The scheduler's
+        loading Bokeh was a third of a worker's start (0.7 of 2.2 CPU seconds). The scheduler's
         dashboard, which shows every worker, and each worker's plain HTTP endpoints (``/health``,
         ``/metrics``) are unchanged.
         """,
@@ -220,7 +220,7 @@ class QHubLocalBackend(ClusterLimitMixin, LocalBackend):
         ``DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD``). ``fork`` (default here;
         distributed's own default is ``spawn``): the worker is a copy of its nanny, which has
         already imported distributed and the preloads, so it does not import them again (about
-        0.7 CPU seconds and most of a worker's start). The nanny stays: ``client.restart()`` and
+        0.6 CPU seconds, half of a worker's start without Bokeh). The nanny stays: ``client.restart()`` and
         its memory watch work as before, and the copy has the nanny's uid, gids, cgroup and
         environment. ``spawn``: a fresh interpreter that imports everything again. A cluster's own
         ``environment_variables`` may set the variable; theirs wins.

@@ -14,7 +14,10 @@ password authenticator of the same bcrypt cost as ours (cost 10), so only what q
    many servers are up, p50/p95/max of login-to-ready, and the hub's memory (VmRSS) with all up.
 
 Last line: ``result: spawn_ratio=... concurrent_ratio=... concurrent_p50_s=... concurrent_p95_s=...
-up=N/N server_cpu_s=...`` (ours; ratios are ours / anchor).
+up=N/N server_cpu_s=... server_start=starter`` (ours; ratios are ours / anchor).
+
+``--server-start exec`` measures ours with `QHubLocalSpawner.preimported_starter` off (a new Python
+per server, as before the server starter); the default is the starter (forked servers).
 
 Uses temporary Unix users scb00.. (uids 45300..; group scbench 45390) and removes them at the end.
 """
@@ -85,6 +88,22 @@ def uid_cpu_seconds(uid: int) -> float:
             continue
         total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
     return total / tick
+
+
+def starter_figures(hub_pid: int) -> tuple[float, float] | None:
+    """(CPU seconds, RSS MiB) of the hub's server starter, if it runs one."""
+    for entry in os.listdir("/proc"):
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            if b"qhub_hub.local.server_starter" not in cmdline:
+                continue
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == hub_pid:  # ppid
+            cpu = sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+            return cpu, rss_mib(int(entry))
+    return None
 
 
 def rss_mib(pid: int) -> float:
@@ -247,6 +266,8 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--skip-ratio", action="store_true", help="only the concurrent part")
     parser.add_argument("--keep-logs", default="", help="copy the platform's logs here at the end")
+    parser.add_argument("--server-start", choices=("starter", "exec"), default="starter",
+                        help="ours with the server starter (default) or a new Python per server")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root (real Unix users)", file=sys.stderr)
@@ -280,6 +301,14 @@ c.JupyterHub.log_level = "INFO"
         up_start = time.perf_counter()
         platform.up()
         print(f"   up in {time.perf_counter() - up_start:.1f}s (accounts and folders of {args.users} users)")
+        if args.server_start == "exec":  # platform.json holds the setting; the hub reads it at start
+            platform.down()
+            settings = json.loads((platform.state_dir / "platform.json").read_text())
+            settings["preimported_starter"] = False
+            (platform.state_dir / "platform.json").write_text(json.dumps(settings))
+            platform.up()
+        print(f"   ours starts servers with: {args.server_start}")
+        figures["server_start"] = args.server_start
         anchor.start()
         if not args.skip_ratio:
             figures.update(latency_ratio(platform, anchor, names[:3], args.rounds))
@@ -294,6 +323,10 @@ c.JupyterHub.log_level = "INFO"
         stop_all(anchor.url, anchor.admin_token, names)
         print(f"   ratio p50 ours/anchor {ours['p50'] / plain['p50']:.2f}; "
               f"hub memory ours {ours['rss']:.0f} MiB, anchor {plain['rss']:.0f} MiB")
+        starter = starter_figures(hub_pid)
+        if starter:
+            print(f"   server starter (once per hub, not in server CPU): CPU {starter[0]:.2f}s, "
+                  f"memory {starter[1]:.0f} MiB")
         figures.update(concurrent_ratio=ours["p50"] / plain["p50"], concurrent_p50_s=ours["p50"],
                        concurrent_p95_s=ours["p95"], up=f"{ours['up']}/{len(names)}",
                        anchor_p50_s=plain["p50"], anchor_up=f"{plain['up']}/{len(names)}",
@@ -312,7 +345,7 @@ c.JupyterHub.log_level = "INFO"
         remove_tree(root)
     names_order = ["spawn_ratio", "concurrent_ratio", "concurrent_p50_s", "concurrent_p95_s", "up",
                    "server_cpu_s", "anchor_server_cpu_s", "anchor_p50_s", "anchor_up", "hub_rss_mib",
-                   "anchor_hub_rss_mib"]
+                   "anchor_hub_rss_mib", "server_start"]
     print("result: " + " ".join(
         f"{k}={figures[k]:.2f}" if isinstance(figures[k], float) else f"{k}={figures[k]}"
         for k in names_order if k in figures))

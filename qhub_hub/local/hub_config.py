@@ -78,6 +78,7 @@ def configure_spawner(c: Any, s: PlatformSettings, config: QHubConfig, gateway: 
     c.QHubLocalSpawner.server_log_dir = str(s.log_dir / "servers")
     c.QHubLocalSpawner.demo_mode = s.demo
     c.QHubLocalSpawner.cgroup_name = s.cgroup_name
+    c.QHubLocalSpawner.preimported_starter = s.preimported_starter
     if s.demo:
         c.QHubLocalSpawner.demo_home_root = str(s.demo_dir / "home")
     else:

@@ -251,6 +251,16 @@ def _max_fd() -> int:
     return soft if soft != resource.RLIM_INFINITY else 65536
 
 
+def _show_command(argv: list[str]) -> None:
+    """ps, top and `pgrep -f jupyterhub-singleuser` show the server's command, not the starter's
+    (the title is cut to the space the starter's own command line had)."""
+    try:
+        import setproctitle
+    except ImportError:
+        return
+    setproctitle.setproctitle(" ".join(argv))
+
+
 def _run_server(argv: list[str]) -> int:
     """The server script, as `python <script> <options>` runs it; returns the exit status."""
     import runpy
@@ -281,6 +291,7 @@ def _child(request: StartRequest, status_fd: int) -> None:
             return
         os.write(status_fd, b"ok")
         os.close(status_fd)
+        _show_command(request.argv)
         code = _run_server(request.argv)
         with contextlib.suppress(BaseException):
             threading._shutdown()  # type: ignore[attr-defined] - as interpreter exit does
@@ -302,6 +313,12 @@ def preimport() -> None:
 
     from ..server_start import import_jupyterlab
 
+    with contextlib.suppress(ImportError):
+        import setproctitle
+
+        # set up first: it finds the command line's memory through the environment as it was at
+        # start, which import_jupyterlab (PATH) and every child (all of it) change
+        setproctitle.setproctitle(setproctitle.getproctitle())
     import_jupyterlab()
     for name in PREIMPORTED:
         with contextlib.suppress(ImportError):

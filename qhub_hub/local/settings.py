@@ -38,6 +38,7 @@ class PlatformSettings:
     shared_dir: str = ""  # empty: the config's storage.shared_root
     adopt_shared: bool = False
     demo: bool = False  # not root: one Unix user for everyone
+    preimported_starter: bool = True  # QHubLocalSpawner.preimported_starter (False: a new Python per server)
 
     # --- layout ---------------------------------------------------------------------------------
 

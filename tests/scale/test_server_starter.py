@@ -59,6 +59,7 @@ print(json.dumps({
     "cgroup": open("/proc/self/cgroup").read(),
     "preimported": "jupyter_server.serverapp" in sys.modules,
     "trait_defaults": [Session().username, HubAuth().base_url],
+    "cmdline": open("/proc/self/cmdline", "rb").read().decode().replace("\\0", " ").strip(),
 }), flush=True)
 """
 
@@ -136,6 +137,7 @@ def test_two_users_see_exactly_their_own_ids_env_and_home(work: Path, starter: S
         assert seen["jupyter"][0] == f"{request.cwd}/.jupyter"
         assert seen["user_site"].startswith(f"{request.cwd}/.local/")
         assert seen["argv"] == request.argv
+        assert seen["cmdline"] == " ".join(request.argv)  # what ps and pgrep -f show
         assert seen["session_leader"] and seen["preimported"]
         assert seen["fds"] == [0, 1, 2, 3]  # 3: the probe's own listdir; socket and pipes closed
         assert seen["signals"] == [str(signal.default_int_handler), str(signal.SIG_DFL),

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -275,8 +276,14 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
                                             f"({e})") from None
             request = self._starter_request(spec, cgroup, log_path, env)
             if request is not None:
+                started = asyncio.ensure_future(asyncio.to_thread(self._starter().start_server, request))
                 try:
-                    pid = await asyncio.to_thread(self._starter().start_server, request)
+                    # shielded: a cancelled spawn cannot stop the thread, so the server it may still
+                    # start is ended when it does, instead of running unknown to the hub
+                    pid = await asyncio.shield(started)
+                except asyncio.CancelledError:
+                    started.add_done_callback(_end_started_server)
+                    raise
                 except StarterError as e:
                     if cgroup is not None:
                         await asyncio.to_thread(CgroupLimiter.release, cgroup.dirs)
@@ -459,6 +466,12 @@ class QHubLocalSpawner(PlanSpawnerMixin, LocalProcessSpawner):
             await asyncio.to_thread(CgroupLimiter.release, dirs)
         except OSError as e:
             self.log.warning("Could not remove the cgroups %s: %s", list(dirs), e)
+
+
+def _end_started_server(started: asyncio.Future) -> None:
+    if not started.cancelled() and started.exception() is None:
+        with suppress(ProcessLookupError):
+            os.kill(started.result(), signal.SIGKILL)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -26,7 +26,11 @@ PREFIX, ID_MIN, ID_MAX = "sst", 49500, 49599
 USERS = {"sstann": {"uid": 49510, "primary_group": "sstusers"},
          "sstben": {"uid": 49511, "primary_group": "sstusers"}}
 PROFILES = [{"display_name": "Small", "slug": "small", "default": True,
-             "kubespawner_override": {"cpu_limit": 1, "mem_limit": "1G"}}]
+             "kubespawner_override": {"cpu_limit": 1, "mem_limit": "1G"}},
+            # sets a variable the interpreter reads at its own start: a forked server could not honour it
+            {"display_name": "Unbuffered", "slug": "unbuffered",
+             "kubespawner_override": {"cpu_limit": 1, "mem_limit": "1G",
+                                      "environment": {"PYTHONUNBUFFERED": "1"}}}]
 
 
 @pytest.fixture(scope="module")
@@ -137,4 +141,23 @@ def test_servers_outlive_a_hub_restart_and_stop_by_pid(platform: Platform) -> No
     assert model["servers"][""]["state"]["pid"] == pid
     os.kill(pid, 0)
     stop(platform, "sstben")
+    wait_gone(pid)
+
+
+def test_a_profile_setting_a_start_up_variable_gets_a_new_python_with_the_same_guarantees(
+        platform: Platform) -> None:
+    platform.start_server("sstann", profile="unbuffered")
+    pid = server_pid(platform, "sstann")
+    parent = starter_of(pid)
+    assert "qhub_hub.local.server_starter" not in cmdline(parent)  # not forked by the starter
+    assert "qhub_hub.server_start" in cmdline(pid)  # today's exec path
+    status = proc_status(pid)
+    assert status["Uid"].split() == ["49510"] * 4 and status["Gid"].split() == ["49590"] * 4
+    assert "/sstann" in Path(f"/proc/{pid}/cgroup").read_text()
+    token = platform.token_for("sstann")
+    code, out = asyncio.run(platform.terminal("sstann", token, "printenv PYTHONUNBUFFERED USER"))
+    assert (code, out.split()) == (0, ["1", "sstann"]), out
+    hub_log = (platform.state_dir / "logs" / "hub.log").read_text(errors="replace")
+    assert "Starting this server with a new Python: its environment sets PYTHONUNBUFFERED" in hub_log
+    stop(platform, "sstann")
     wait_gone(pid)

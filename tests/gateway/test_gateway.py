@@ -69,8 +69,11 @@ def worker_start_probe():
         import os
         import sys
 
-        with open("/proc/self/cmdline", "rb") as f:
-            spawned = b"spawn_main" in f.read()
+        # a forked worker is a copy of its nanny, which ran the `dask worker` command's module; a
+        # spawned one is a new interpreter that imports only the worker (its command line and argv
+        # do not tell: distributed retitles workers where setproctitle is installed, and spawn
+        # copies the nanny's sys.argv)
+        spawned = "distributed.cli.dask_worker" not in sys.modules
         return os.getuid(), os.getgid(), spawned, "bokeh" in sys.modules, os.getpid()
 
     return worker_start

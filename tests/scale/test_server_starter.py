@@ -114,7 +114,13 @@ def exec_probe(request: StartRequest) -> dict:
     spec = ProcessSpec(argv=(PYTHON, "-P", "-m", "qhub_hub.server_start", *request.argv),
                        env=request.env, cwd=request.cwd, uid=request.uid, gid=request.gid,
                        groups=tuple(request.groups), umask=request.umask)
-    proc, _ = start_process(spec, log_path=request.log_path)
+    # as from a shell: a test run in the background of a non-interactive shell (as CI runs it)
+    # ignores SIGINT, which a new Python would inherit instead of installing its own handler
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc, _ = start_process(spec, log_path=request.log_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     proc.wait(120)
     return json.loads(Path(request.log_path).read_text())
 

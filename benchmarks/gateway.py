@@ -7,14 +7,22 @@ temporary Unix user (gwbench, uid 42801; removed at the end) and one "built" env
 round measures, from the client's call to both workers being connected:
 
 - gateway: `Gateway().new_cluster()` (options checked against the plan, scheduler started as the
-  user through the gateway's proxy, TLS), `cluster.scale(2)`, `client.wait_for_workers(2)`;
+  user through the gateway's proxy, TLS), `cluster.scale(2)`, `client.wait_for_workers(2)`, in the
+  **built environment** (``global/dask``, the default choice when one exists): the scheduler and
+  nannies are new Pythons of that environment;
+- server environment: the same in the **server environment** (``environment="server"``, what
+  `GatewayCluster()` from a default kernel uses when no environment is built): the scheduler and
+  nannies are forked from the gateway's pre-imported starter (`QHubLocalBackend.preimported_starter`);
 - anchor:  `distributed.LocalCluster(n_workers=2, threads_per_worker=1)` and `wait_for_workers(2)`
   in this process, same machine, same run.
 
 Prints min and median of each, the ratio gateway/anchor (medians, and of the minimums, which
 other load on the machine disturbs less), and the gateway's two phases: `new_cluster()` returning
 (options, scheduler started and registered) and the two workers after `scale(2)`. The last line
-is ``result: gateway_ratio=... gateway_s=... anchor_s=... min_ratio=... cluster_s=... workers_s=...``.
+is ``result: gateway_ratio=... gateway_s=... anchor_s=... min_ratio=... cluster_s=... workers_s=...
+server_env_ratio=... server_env_s=... server_env_min_ratio=... server_env_cluster_s=...``
+(``gateway_*``/``min_ratio``/``cluster_s``/``workers_s``: built environment; ``server_env_*``: server
+environment; all against the same anchor).
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ def qhub_config(base: Path) -> dict:
     }
 
 
-def time_gateway(stack: GatewayStack, token: str) -> tuple[float, float]:
+def time_gateway(stack: GatewayStack, token: str, environment: str = "") -> tuple[float, float]:
     """(seconds until 2 workers are connected, of which until `new_cluster()` returned)."""
     from dask_gateway import Gateway
     from dask_gateway.auth import JupyterHubAuth
@@ -58,7 +66,7 @@ def time_gateway(stack: GatewayStack, token: str) -> tuple[float, float]:
     with Gateway(stack.gateway.address, proxy_address=stack.gateway.proxy_address,
                  auth=JupyterHubAuth(api_token=token)) as gateway:
         start = time.perf_counter()
-        cluster = gateway.new_cluster()
+        cluster = gateway.new_cluster(**({"environment": environment} if environment else {}))
         running = time.perf_counter() - start
         cluster.scale(2)
         client = cluster.get_client()
@@ -99,12 +107,16 @@ def main() -> None:
         stack.add_hub_users(["gwbench"], {})
         token = stack.token("gwbench")
         time_gateway(stack, token)  # warm-up: imports, first proxy routes
+        time_gateway(stack, token, "server")  # and the gateway's Dask starter
         time_local_cluster()
-        gateway_times, running_times, local_times = [], [], []
+        gateway_times, running_times, local_times, server_times, server_running = [], [], [], [], []
         for _ in range(args.rounds):
             elapsed, running = time_gateway(stack, token)
             gateway_times.append(elapsed)
             running_times.append(running)
+            elapsed, running = time_gateway(stack, token, "server")
+            server_times.append(elapsed)
+            server_running.append(running)
             local_times.append(time_local_cluster())
     finally:
         stack.stop()
@@ -116,12 +128,21 @@ def main() -> None:
     c = statistics.median(running_times)
     w = statistics.median(t - r for t, r in zip(gateway_times, running_times, strict=True))
     print(f"2-worker cluster ready, {args.rounds} rounds after one warm-up each:")
-    print(f"  dask-gateway (qhub local backend): min {min(gateway_times):.2f} s  median {g:.2f} s")
+    print(f"  dask-gateway, built environment:   min {min(gateway_times):.2f} s  median {g:.2f} s")
     print(f"    new_cluster() returned: median {c:.2f} s; then 2 workers: median {w:.2f} s")
+    sg, sc = statistics.median(server_times), statistics.median(server_running)
+    server_min_ratio = min(server_times) / min(local_times)
+    print(f"  dask-gateway, server environment:  min {min(server_times):.2f} s  median {sg:.2f} s")
+    print(f"    new_cluster() returned: median {sc:.2f} s; then 2 workers: median "
+          f"{statistics.median(t - r for t, r in zip(server_times, server_running, strict=True)):.2f} s")
     print(f"  anchor LocalCluster(n_workers=2):  min {min(local_times):.2f} s  median {a:.2f} s")
-    print(f"  ratio gateway/anchor: medians {g / a:.2f}, minimums {min_ratio:.2f}")
+    print(f"  ratio gateway/anchor: medians {g / a:.2f}, minimums {min_ratio:.2f} (built environment)")
+    print(f"  ratio gateway/anchor: medians {sg / a:.2f}, minimums {server_min_ratio:.2f} (server "
+          "environment)")
     print(f"result: gateway_ratio={g / a:.2f} gateway_s={g:.2f} anchor_s={a:.2f} "
-          f"min_ratio={min_ratio:.2f} cluster_s={c:.2f} workers_s={w:.2f}")
+          f"min_ratio={min_ratio:.2f} cluster_s={c:.2f} workers_s={w:.2f} "
+          f"server_env_ratio={sg / a:.2f} server_env_s={sg:.2f} "
+          f"server_env_min_ratio={server_min_ratio:.2f} server_env_cluster_s={sc:.2f}")
 
 
 if __name__ == "__main__":

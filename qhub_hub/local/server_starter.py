@@ -1,14 +1,18 @@
 """The server starter: one root-owned process per hub that has imported the user servers' code once
 and forks each new server from there, so that a server does not pay for those imports again.
 
-    python -s -P -m qhub_hub.local.server_starter <socket path>
+    python -s -P -m qhub_hub.local.server_starter <socket path> [--preimport <module>]
 
-It imports code only (JupyterLab's server application with node hidden, as `server_start.py` does,
-Jupyter Server, jupyterhub-singleuser and the server extensions of the environment), never user
-data, and runs no event loop and no thread, so a fork copies nothing but those modules. It listens
-on a Unix socket in a folder only root can enter, and answers only root (checked with SO_PEERCRED).
-It ends when its standard input closes (the hub that started it ended) or on SIGTERM; the servers it
-started keep running (they are in their own sessions and reparented to init, as today's are).
+With ``--preimport``, another module names the code to pre-import (the embedded gateway's Dask
+schedulers and nannies: `qhub_hub.gateway.dask_preimport`); every step of the child is the same.
+
+Without it, it imports code only (JupyterLab's server application with node hidden, as
+`server_start.py` does, Jupyter Server, jupyterhub-singleuser and the server extensions of the
+environment), never user data, and runs no event loop and no thread, so a fork copies nothing
+but those modules. It listens on a Unix socket in a folder only root can enter, and answers only
+root (checked with SO_PEERCRED). It ends when its standard input closes (the hub that started it
+ended) or on SIGTERM; the servers it started keep running (they are in their own sessions and
+reparented to init, as today's are).
 
 One request is one JSON line (`StartRequest`), one answer is one JSON line: ``{"pid": n}`` once the
 child has passed every step below, or ``{"error": "..."}`` and nothing of the server has run.
@@ -93,6 +97,11 @@ PREIMPORTED = (
     "jupyterlab_server",
 )
 MAX_REQUEST = 1 << 20
+# `--preimport <module>`: another set of pre-imported code (e.g. qhub_hub.gateway.dask_preimport).
+# That module has `preimport()` (run once in the starter) and may have `after_environment()` (run in
+# each child as the user, after its environment is set, before its code; `NeedsFreshInterpreter`
+# from it means the start goes back to a fresh interpreter, any other exception refuses the start).
+_after_environment = None
 
 
 def needs_fresh_interpreter(env: dict[str, str]) -> list[str]:
@@ -129,6 +138,11 @@ class StartRefused(Exception):
     """A step before the server code failed; the message says which."""
 
 
+class NeedsFreshInterpreter(StartRefused):
+    """The process needs something a fork cannot give it (e.g. its Dask config differs in a value
+    read at import); nothing of it has run, and its caller starts it as a fresh interpreter."""
+
+
 # --- the child -------------------------------------------------------------------------------------
 
 
@@ -148,7 +162,7 @@ def _become_server(request: StartRequest, status_fd: int) -> None:
     os.dup2(null, 0)
     os.close(null)
     if request.log_path:
-        log = os.open(request.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        log = _open_log(request.log_path)
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)
@@ -185,8 +199,34 @@ def _become_server(request: StartRequest, status_fd: int) -> None:
     except OSError as e:
         raise StartRefused(f"cannot enter {request.cwd} as uid {request.uid} ({e.strerror})") from None
     _forget_starter_state()
+    if _after_environment is not None:
+        try:
+            _after_environment()
+        except NeedsFreshInterpreter:
+            raise
+        except Exception as e:  # noqa: BLE001 - the profile's own check, its message is the answer
+            raise StartRefused(f"the pre-imported code could not take the process's environment "
+                               f"({e})") from None
     os.closerange(3, status_fd)
     os.closerange(status_fd + 1, _max_fd())
+
+
+def _open_log(path: str) -> int:
+    """The log, opened as root: a regular file only, never through a symlink or into a FIFO (the
+    gateway's logs are in the user's own folder, where the user could put either)."""
+    import fcntl
+    import stat
+
+    try:
+        log = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK,
+                      0o600)
+    except OSError as e:
+        raise StartRefused(f"cannot open the log {path} ({e.strerror})") from None
+    if not stat.S_ISREG(os.fstat(log).st_mode):
+        os.close(log)
+        raise StartRefused(f"the log {path} is not a regular file")
+    fcntl.fcntl(log, fcntl.F_SETFL, fcntl.fcntl(log, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    return log
 
 
 def _forget_starter_state() -> None:
@@ -258,7 +298,7 @@ def _show_command(argv: list[str]) -> None:
         import setproctitle
     except ImportError:
         return
-    setproctitle.setproctitle(" ".join(argv))
+    setproctitle.setproctitle(" ".join([sys.executable, *argv] if argv[0] == "-m" else argv))
 
 
 def _run_server(argv: list[str]) -> int:
@@ -266,9 +306,13 @@ def _run_server(argv: list[str]) -> int:
     import runpy
     import traceback
 
-    sys.argv = list(argv)
     try:
-        runpy.run_path(argv[0], run_name="__main__")
+        if argv[0] == "-m":  # `python -m <module> ...`: sys.argv[0] becomes the module's file
+            sys.argv = list(argv[1:])
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = list(argv)
+            runpy.run_path(argv[0], run_name="__main__")
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -286,6 +330,9 @@ def _child(request: StartRequest, status_fd: int) -> None:
     try:
         try:
             _become_server(request, status_fd)
+        except NeedsFreshInterpreter as e:
+            os.write(status_fd, f"fresh: {e}".encode())
+            return
         except Exception as e:  # noqa: BLE001 - every failure before server code is the answer
             os.write(status_fd, f"error: {e}".encode())
             return
@@ -346,6 +393,8 @@ def start_server(request: StartRequest) -> int:
         return pid
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
+    if answer.startswith("fresh: "):
+        raise NeedsFreshInterpreter(answer.removeprefix("fresh: "))
     raise StartRefused(answer.removeprefix("error: ") or
                        "the server process ended before its ids were set")
 
@@ -381,6 +430,8 @@ def _answer(conn: socket.socket) -> None:
         if request.uid == 0 or request.gid == 0:
             raise StartRefused("refusing to start a server as root")
         answer = {"pid": start_server(request)}
+    except NeedsFreshInterpreter as e:
+        answer = {"error": str(e), "fresh": True}
     except StartRefused as e:
         answer = {"error": str(e)}
     except (TypeError, ValueError) as e:
@@ -388,7 +439,26 @@ def _answer(conn: socket.socket) -> None:
     conn.sendall(json.dumps(answer).encode() + b"\n")
 
 
-def serve(socket_path: str) -> None:
+def preimport_profile(module_name: str) -> None:
+    """Another profile's code instead of the servers' (`--preimport`), and its per-child step."""
+    import importlib
+
+    global _after_environment
+    with contextlib.suppress(ImportError):
+        import setproctitle
+
+        setproctitle.setproctitle(setproctitle.getproctitle())  # as in preimport()
+    profile = importlib.import_module(module_name)
+    profile.preimport()
+    _after_environment = getattr(profile, "after_environment", None)
+    if threading.active_count() != 1:
+        raise SystemExit(f"qhub_hub.local.server_starter: importing {module_name}'s code started "
+                         f"threads ({[t.name for t in threading.enumerate()]}); a fork would lose them")
+    gc.collect()
+    gc.freeze()
+
+
+def serve(socket_path: str, profile: str | None = None) -> None:
     """Answer start requests on `socket_path` until stdin closes or SIGTERM."""
     if os.geteuid() != 0:
         raise SystemExit("qhub_hub.local.server_starter: runs as root only")
@@ -396,7 +466,10 @@ def serve(socket_path: str) -> None:
     info = os.stat(folder)
     if info.st_uid != 0 or info.st_mode & 0o077:
         raise SystemExit(f"qhub_hub.local.server_starter: {folder} must be root's, mode 0700")
-    preimport()
+    if profile:
+        preimport_profile(profile)
+    else:
+        preimport()
     signal.signal(signal.SIGCHLD, _reap)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -423,6 +496,12 @@ def serve(socket_path: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -s -P -m qhub_hub.local.server_starter <socket path>")
-    serve(sys.argv[1])
+    # one module under both names: a --preimport module's `NeedsFreshInterpreter` is this one's
+    sys.modules.setdefault("qhub_hub.local.server_starter", sys.modules[__name__])
+    if len(sys.argv) == 2:
+        serve(sys.argv[1])
+    elif len(sys.argv) == 4 and sys.argv[2] == "--preimport":
+        serve(sys.argv[1], sys.argv[3])
+    else:
+        sys.exit("usage: python -s -P -m qhub_hub.local.server_starter <socket path> "
+                 "[--preimport <module>]")

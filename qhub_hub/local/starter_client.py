@@ -30,11 +30,17 @@ class StarterError(RuntimeError):
     """The starter could not be started or reached, or it refused a start; the message says why."""
 
 
+class FreshInterpreterNeeded(StarterError):
+    """The starter's child found it needs a fresh interpreter; nothing of it ran (start it so)."""
+
+
 class StarterClient:
     """One starter per hub process; thread-safe (spawns run `start_server` in threads)."""
 
-    def __init__(self, log_path: str | None = None, log: logging.Logger | None = None):
+    def __init__(self, log_path: str | None = None, log: logging.Logger | None = None,
+                 preimport: str | None = None):
         self.log_path = log_path
+        self.preimport = preimport  # the starter's `--preimport` module (None: the servers' code)
         self.log = log or logging.getLogger(__name__)
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
@@ -70,7 +76,7 @@ class StarterClient:
                                "on the next spawn")
         answer = json.loads(raw)
         if "error" in answer:
-            raise StarterError(answer["error"])
+            raise (FreshInterpreterNeeded if answer.get("fresh") else StarterError)(answer["error"])
         return int(answer["pid"])
 
     def stop(self) -> None:
@@ -110,7 +116,8 @@ class StarterClient:
         log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 - the child's
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-s", "-P", "-m", "qhub_hub.local.server_starter", self.socket_path],
+                [sys.executable, "-s", "-P", "-m", "qhub_hub.local.server_starter", self.socket_path,
+                 *(["--preimport", self.preimport] if self.preimport else [])],
                 env=env, cwd="/", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=log if log is not None else None, start_new_session=True)
         finally:

@@ -114,6 +114,7 @@ class GatewayStack:
     hub: HubProcess | None = None
     gateway: EmbeddedGateway | None = None
     proc: subprocess.Popen | None = None
+    cgroup_name: str = ""  # QHubLocalBackend.cgroup_name (empty: no cgroups)
 
     @property
     def config_path(self) -> Path:
@@ -142,7 +143,8 @@ class GatewayStack:
         self.gateway = write_embedded_gateway_config(
             self.config_path, workdir=self.base / "gateway",
             hub_api_url=f"http://127.0.0.1:{self.hub.hub_port}/hub/api", api_token=token,
-            http_port=http_port, tcp_port=tcp_port, api_port=api_port, log_level="DEBUG")
+            http_port=http_port, tcp_port=tcp_port, api_port=api_port, log_level="DEBUG",
+            cgroup_name=self.cgroup_name)
         assert self.gateway.service_url == service["url"]
         log = (self.base / "gateway" / "gateway.log").open("ab")
         self.proc = subprocess.Popen(self.gateway.command, cwd=self.gateway.workdir, stdout=log,

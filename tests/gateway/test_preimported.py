@@ -259,3 +259,37 @@ def test_which_processes_the_starter_forks(require_root, tmp_path: Path, python:
         assert (request.uid, request.gid, request.groups) == (42301, 42300, [42310])
         assert (request.cwd, request.cgroup_dirs, request.log_path) == (str(tmp_path), ["/cg"], "/l.log")
         assert request.env == {"HOME": "/h"}
+
+
+async def test_a_starter_failure_fails_the_start_with_a_clear_message(require_root) -> None:
+    """Nothing runs and the cluster start fails, naming the cause: a starter that cannot start, and a
+    child that cannot take the user's working folder (before any Dask code)."""
+    from types import SimpleNamespace
+
+    from dask_gateway_server.utils import FrozenAttrDict
+
+    from qhub_hub.gateway.local_backend import QHubLocalBackend, RefusedToStart
+    from qhub_hub.local.starter_client import StarterClient
+
+    base = base_folder("qhub-gwpre-fail-")
+    try:
+        backend = QHubLocalBackend(clusters_directory=str(base / "clusters"),
+                                   api_url="http://127.0.0.1:1/api")
+        cluster = SimpleNamespace(name="c2", username="gwpam", tls_cert=b"C", tls_key=b"K", token="t",
+                                  state={}, config=FrozenAttrDict({"uid": 42301, "gid": 42300,
+                                                                   "supplemental_gids": []}))
+        cluster.state["workdir"] = backend.setup_working_directory(cluster)
+        cmd = [os.path.join(sys.prefix, "bin", "python"), "-m", "dask", "scheduler"]
+        backend.__dict__["_qhub_starter"] = StarterClient(None, None, "qhub_hub.gateway.no_such_module")
+        with pytest.raises(RefusedToStart, match="could not start the scheduler of cluster c2: the server "
+                                                 "starter did not start .*nothing of it was run"):
+            await backend.start_process(cluster, cmd, {"HOME": "/"}, "scheduler")
+        del backend.__dict__["_qhub_starter"]  # the real one
+        os.chmod(cluster.state["workdir"], 0o700)
+        os.chown(cluster.state["workdir"], 0, 0)  # the user cannot enter it
+        with pytest.raises(RefusedToStart, match=r"could not start the worker-w of cluster c2: cannot "
+                                                 r"enter .* as uid 42301 \(Permission denied\)"):
+            await backend.start_process(cluster, cmd, {"HOME": "/"}, "worker-w")
+        await backend.do_cleanup()
+    finally:
+        remove_tree(base)

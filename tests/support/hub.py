@@ -83,6 +83,25 @@ class HubProcess(LoggedProcess):
                 os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
             except (ValueError, ProcessLookupError, PermissionError):
                 pass
+        self._end_managed_services()
+
+    def _end_managed_services(self) -> None:
+        """Managed services (the idle culler, ...) of a hub that did not stop them, e.g. a killed one:
+        processes with JUPYTERHUB_SERVICE_NAME set and this hub's API URL. User servers are left alone
+        (tests restart hubs under running servers)."""
+        api = f"JUPYTERHUB_API_URL=http://127.0.0.1:{self.hub_port}/hub/api\0".encode()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                environ = (proc / "environ").read_bytes()
+            except OSError:
+                continue
+            if api in environ and b"JUPYTERHUB_SERVICE_NAME=" in environ:
+                try:
+                    os.kill(int(proc.name), signal.SIGTERM)
+                except (ProcessLookupError, PermissionError):
+                    pass
 
     def api(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
         """Call the hub REST API (`path` below /hub/api); returns (status, parsed JSON or text)."""

@@ -36,11 +36,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.gateway.harness import (  # noqa: E402 - the repository root is added just above
-    SITE_PACKAGES,
     GatewayStack,
     UnixAccounts,
     base_folder,
-    make_environment,
+    make_global_dask_environment,
     remove_tree,
 )
 
@@ -100,9 +99,7 @@ def main() -> None:
     stack = GatewayStack(base, qhub_config(base))
     try:
         accounts.create()
-        make_environment(base / "conda" / "global" / "envs" / "dask", [SITE_PACKAGES])
-        for path in [base / "conda", base / "conda" / "global", base / "conda" / "global" / "envs"]:
-            path.chmod(0o755)
+        make_global_dask_environment(base)
         stack.start()
         stack.add_hub_users(["gwbench"], {})
         token = stack.token("gwbench")

@@ -99,6 +99,15 @@ def make_environment(prefix: Path, import_from: list[str | Path]) -> Path:
     return prefix
 
 
+def make_global_dask_environment(base: Path) -> Path:
+    """`global/dask` under `base`/conda, importing this project's packages, with every folder on
+    the way open for the gateway's users to enter."""
+    prefix = make_environment(base / "conda" / "global" / "envs" / "dask", [SITE_PACKAGES])
+    for path in [base / "conda", base / "conda" / "global", base / "conda" / "global" / "envs"]:
+        path.chmod(0o755)
+    return prefix
+
+
 def base_folder(prefix: str) -> Path:
     base = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
     base.chmod(0o755)

@@ -20,7 +20,7 @@ from dask_gateway.auth import JupyterHubAuth
 
 from qhub_hub.gateway.dask_preimport import FIXED_AT_IMPORT
 
-from .harness import SITE_PACKAGES, GatewayStack, UnixAccounts, base_folder, make_environment, remove_tree
+from .harness import GatewayStack, UnixAccounts, base_folder, make_global_dask_environment, remove_tree
 
 GROUPS = {"gwpusers": 42300, "gwpteam": 42310}
 USERS = {"gwpam": (42301, "gwpusers", ["gwpteam"]), "gwpcy": (42302, "gwpusers", [])}
@@ -49,9 +49,7 @@ def stack(require_root) -> Iterator[GatewayStack]:
     stack = GatewayStack(base, qhub_config(base), cgroup_name=CGROUP_NAME)
     try:
         accounts.create()
-        make_environment(base / "conda" / "global" / "envs" / "dask", [SITE_PACKAGES])
-        for path in [base / "conda", base / "conda" / "global", base / "conda" / "global" / "envs"]:
-            path.chmod(0o755)
+        make_global_dask_environment(base)
         stack.start()
         stack.add_hub_users(list(USERS), {})
         yield stack

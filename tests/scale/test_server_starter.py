@@ -34,6 +34,7 @@ from qhub_hub.local.server_starter import (
 )
 from qhub_hub.local.starter_client import StarterClient, StarterError
 from tests.local.support import public_dir, remove_tree
+from tests.support.net import wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switches ids and runs a root starter")
 
@@ -94,10 +95,8 @@ def request_for(work: Path, uid: int, **changes) -> StartRequest:
 
 
 def wait_gone(pid: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while Path(f"/proc/{pid}").exists():
-        assert time.monotonic() < deadline, f"process {pid} is still there (not reaped?)"
-        time.sleep(0.05)
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout,
+               what=f"process {pid} to end and be reaped", interval=0.05)
 
 
 def probe_output(log_path: str, pid: int) -> dict:

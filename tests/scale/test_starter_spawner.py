@@ -19,6 +19,7 @@ import pytest
 
 from qhub_hub.local.starter_client import KEPT_VARIABLES
 from tests.local.support import Platform, public_dir, remove_test_accounts, remove_tree, write_config
+from tests.support.net import wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="real Unix users (root)")
 
@@ -69,10 +70,8 @@ def starter_of(pid: int) -> int:
 
 
 def wait_gone(pid: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while Path(f"/proc/{pid}").exists():
-        assert time.monotonic() < deadline, f"{pid} still there"
-        time.sleep(0.1)
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout,
+               what=f"process {pid} to end and be reaped", interval=0.1)
 
 
 def stop(platform: Platform, name: str) -> None:

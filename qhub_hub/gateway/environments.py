@@ -177,6 +177,12 @@ def _layout(prefix: Path, sites: list[Path]) -> tuple:
     return tuple(_status(p) for p in [*sites, prefix / "conda-meta"])
 
 
+def environment_layout(prefix: Path) -> tuple:
+    """What changes when `prefix`'s packages change (its folders' status): a pre-imported Dask
+    starter of that environment is replaced when this differs (user_starters.py)."""
+    return _layout(prefix, _site_packages(prefix))
+
+
 def package_versions(prefix: Path, packages: Iterable[str] = WORKER_PACKAGES) -> dict[str, str | None]:
     """Installed version of each of `packages` in the environment at `prefix` (None: missing);
     remembered until the environment's folders change (see the module docstring)."""

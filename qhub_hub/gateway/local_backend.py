@@ -25,6 +25,9 @@ What other users can reach (see the README, "What a user's processes listen on")
 - the gateway's proxy sends ``<prefix>/clusters/<name>/`` to the `DashboardGuard` (in this
   process) instead of the dashboard: only the cluster's owner, logged in to the hub, gets through.
 
+A scheduler sends its first heartbeat as soon as it listens (`preload/qhub_prompt_heartbeat.py`),
+not after upstream's fixed 0.25 s: the cluster is running, and `new_cluster()` returns, sooner.
+
 Workers start cheaper than upstream's (README, "How fast a Dask cluster starts"): without their
 own Bokeh pages (`worker_dashboard`), and each nanny forks its worker instead of spawning a fresh
 interpreter (`worker_start_method`), so a worker imports distributed once, not twice.
@@ -33,8 +36,10 @@ Schedulers and nannies of clusters in the server environment (the platform's own
 the gateway runs) are forked from a root process that has imported distributed, dask-gateway's
 preload and Bokeh once (`preimported_starter`; the server starter of the embedded spawner with
 `qhub_hub.gateway.dask_preimport`), with the same ids, cgroup, environment and working folder.
-Clusters in conda-store environments always start their own Python: importing a user-built
-environment in a root process would run that environment's code as root.
+Clusters in conda-store environments are never imported by a root process (that would run the
+environment's code as root): their schedulers and nannies are forked from a starter of that user in
+that environment, run as the user (`user_starters`, `user_starters.py`), which the gateway checks
+and does not trust.
 
 With `cgroup_name` set, each scheduler and worker runs in a cgroup of its own below the
 platform's (``<unix name>@dask-<cluster>-<process>``) holding the cluster's memory and CPU
@@ -45,6 +50,7 @@ and whatever is left in it is killed when the process is stopped.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import stat
 import sys
@@ -61,8 +67,10 @@ from ..local.server_starter import StartRequest, needs_fresh_interpreter
 from ..local.starter_client import FreshInterpreterNeeded, StarterClient, StarterError
 from ..naming import unix_name
 from .dashboard_guard import DashboardGuard, HubLink
+from .environments import environment_layout
 from .limits import ClusterLimitMixin
-from .preload import PEER_GUARD
+from .preload import PEER_GUARD, PROMPT_HEARTBEAT
+from .user_starters import Identity, UserStarterFailed, UserStarters
 
 START_METHOD_VARIABLE = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
 DASK_PREIMPORT = "qhub_hub.gateway.dask_preimport"
@@ -176,6 +184,37 @@ class QHubLocalBackend(ClusterLimitMixin, LocalBackend):
         config=True,
     )
 
+    user_starters = Bool(
+        True,
+        help="""
+        Start the schedulers and nannies of clusters in conda-store environments by forking them
+        from a pre-imported starter of that user in that environment, instead of a new Python each
+        (about 1.8 CPU seconds less per scheduler, 0.7 per nanny). The starter runs as exactly the
+        user (never root), in a cgroup of its own (`user_starter_memory`); it is started with the
+        user's first cluster process in that environment, replaced when the environment changes,
+        and stopped after `user_starter_idle_timeout`. The gateway checks each process it forks
+        (its child, stopped, exactly the user's ids) before putting it into its cgroups and
+        resuming it; anything else ends the starter and the process starts as a new Python. A
+        starter holds about 150 MiB while it runs. False: always a new Python. Default True.
+        """,
+        config=True,
+    )
+
+    user_starter_idle_timeout = Float(
+        600.0,
+        help="Seconds a user's Dask starter in an environment is kept without starting anything, "
+        "before it is stopped (its memory freed); the next cluster there starts a new one. "
+        "Default 600.",
+        config=True,
+    )
+
+    user_starter_memory = Unicode(
+        "1G",
+        help="Memory limit of the cgroup each user's Dask starter runs in (with `cgroup_name` set): "
+        "its imports and any process not yet moved into its cluster's cgroups. Default 1G.",
+        config=True,
+    )
+
     # -- identity --
 
     @staticmethod
@@ -268,7 +307,8 @@ class QHubLocalBackend(ClusterLimitMixin, LocalBackend):
     # -- commands: HTTP servers answer their owner only --
 
     def get_scheduler_command(self, cluster: Any) -> list[str]:
-        return [*super().get_scheduler_command(cluster), "--preload", PEER_GUARD]
+        return [*super().get_scheduler_command(cluster), "--preload", PEER_GUARD,
+                "--preload", PROMPT_HEARTBEAT]
 
     def get_worker_env(self, cluster: Any) -> dict[str, str]:
         env = super().get_worker_env(cluster)
@@ -319,6 +359,11 @@ class QHubLocalBackend(ClusterLimitMixin, LocalBackend):
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             os.fchown(fd, *self._ids(cluster)[:2])
+            pid = await self._start_from_user_starter(cluster, cmd, env, name, dirs, log_path)
+            if pid is not None:
+                if dirs:
+                    self.__dict__.setdefault("_qhub_cgroups", {})[pid] = dirs
+                return pid
             request = self._starter_request(cluster, cmd, env, name, dirs, log_path)
             if request is not None:
                 try:
@@ -346,24 +391,84 @@ class QHubLocalBackend(ClusterLimitMixin, LocalBackend):
             self.__dict__.setdefault("_qhub_cgroups", {})[proc.pid] = dirs
         return proc.pid
 
-    def _starter_request(self, cluster: Any, cmd: list[str], env: dict[str, str], name: str,
-                         cgroup_dirs: tuple[str, ...], log_path: str) -> StartRequest | None:
-        """What to ask the Dask starter for, or None where a new Python must start the process:
-        only ``<server environment>/bin/python -m dask ...`` (the gateway's own prefix)."""
-        own_python = os.path.join(sys.prefix, "bin", "python")
-        if (not self.preimported_starter or os.geteuid() != 0 or len(cmd) < 3
-                or os.path.abspath(cmd[0]) != own_python or cmd[1:3] != ["-m", "dask"]):
-            return None
+    def _forkable(self, cluster: Any, cmd: list[str], env: dict[str, str], name: str) -> bool:
+        """Whether a pre-imported starter may start this process: ``<python> -m dask ...`` as root,
+        with nothing in its environment that a fork would not honour."""
+        if os.geteuid() != 0 or len(cmd) < 3 or cmd[1:3] != ["-m", "dask"]:
+            return False
         unhonoured = needs_fresh_interpreter(env)
         if unhonoured:
             self.log.info("Starting %s's %s with a new Python: its environment sets %s, which a "
                           "pre-imported process would not honour", cluster.name, name,
                           ", ".join(unhonoured))
-            return None
+        return not unhonoured
+
+    def _request(self, cluster: Any, cmd: list[str], env: dict[str, str], cgroup_dirs: tuple[str, ...],
+                 log_path: str) -> StartRequest:
         uid, gid, gids = self._ids(cluster)
         return StartRequest(argv=list(cmd[1:]), env=dict(env), cwd=cluster.state["workdir"],
                             uid=uid, gid=gid, groups=gids, umask=_own_umask(),
                             cgroup_dirs=list(cgroup_dirs), log_path=log_path)
+
+    def _starter_request(self, cluster: Any, cmd: list[str], env: dict[str, str], name: str,
+                         cgroup_dirs: tuple[str, ...], log_path: str) -> StartRequest | None:
+        """What to ask the gateway's own Dask starter for, or None where it does not start the
+        process: only ``<server environment>/bin/python -m dask ...`` (the gateway's own prefix)."""
+        own_python = os.path.join(sys.prefix, "bin", "python")
+        if (not self.preimported_starter or os.path.abspath(cmd[0]) != own_python
+                or not self._forkable(cluster, cmd, env, name)):
+            return None
+        return self._request(cluster, cmd, env, cgroup_dirs, log_path)
+
+    async def _start_from_user_starter(self, cluster: Any, cmd: list[str], env: dict[str, str], name: str,
+                                       cgroup_dirs: tuple[str, ...], log_path: str) -> int | None:
+        """The pid of the process forked by the user's starter in the cluster's conda-store
+        environment, placed and resumed; None where a new Python must start it instead."""
+        own_python = os.path.join(sys.prefix, "bin", "python")
+        if (not self.user_starters or not cmd or os.path.abspath(cmd[0]) == own_python
+                or not self._forkable(cluster, cmd, env, name)):
+            return None
+        uid, gid, gids = self._ids(cluster)
+        identity = Identity(uid, gid, tuple(sorted(set(gids))),
+                            cluster.config.get("unix_name") or unix_name(cluster.username))
+        prefix = Path(cmd[0]).parent.parent
+        starter = await self._user_starters().get(cmd[0], identity, env,
+                                                  await asyncio.to_thread(environment_layout, prefix))
+        if starter is None:
+            return None
+        request = self._request(cluster, cmd, env, (), log_path)
+        try:
+            pid = await starter.start_process(request)
+            starter.release(pid, cgroup_dirs)
+        except FreshInterpreterNeeded as e:
+            self.log.info("Starting %s's %s with a new Python: %s", cluster.name, name, e)
+            return None
+        except StarterError as e:
+            self.log.error("Cannot start %s's %s: %s", cluster.name, name, e)
+            raise RefusedToStart(f"could not start the {name} of cluster {cluster.name}: {e}; "
+                                 "nothing of it was run") from None
+        except (UserStarterFailed, OSError) as e:
+            await self._user_starters().discard(starter, str(e))
+            self.log.warning("Starting %s's %s with a new Python: its starter failed (%s)",
+                             cluster.name, name, e)
+            return None
+        return pid
+
+    def _user_starters(self) -> UserStarters:
+        starters = self.__dict__.get("_qhub_user_starters")
+        if starters is None:
+            starters = self.__dict__["_qhub_user_starters"] = UserStarters(
+                self.user_starter_idle_timeout, self._starter_cgroup, CgroupLimiter.release, log=self.log)
+        return starters
+
+    def _starter_cgroup(self, identity: Identity, python: str) -> tuple[str, ...]:
+        limiter = self._limiter()
+        if limiter is None:
+            return ()
+        digest = hashlib.sha256(python.encode()).hexdigest()[:12]
+        plan = limiter.prepare(f"{identity.name}@dask-starter-{digest}",
+                               Limits.from_values(mem_limit=self.user_starter_memory))
+        return plan.dirs
 
     def _starter(self) -> StarterClient:
         """The gateway's own Dask starter (started on first use, again if it died)."""
@@ -385,6 +490,7 @@ class QHubLocalBackend(ClusterLimitMixin, LocalBackend):
 
     async def do_setup(self) -> None:
         await super().do_setup()
+        self.__dict__["_qhub_idle_starters"] = asyncio.ensure_future(self._stop_idle_starters())
         limiter = self._limiter()
         if limiter is not None:  # processes of clusters a previous gateway run left behind
             for parent in limiter.layout.values():
@@ -412,6 +518,19 @@ class QHubLocalBackend(ClusterLimitMixin, LocalBackend):
         starter = self.__dict__.pop("_qhub_starter", None)
         if starter is not None:
             await asyncio.to_thread(starter.stop)
+        idle = self.__dict__.pop("_qhub_idle_starters", None)
+        if idle is not None:
+            idle.cancel()
+        await self._user_starters().stop_all()
+
+    async def _stop_idle_starters(self) -> None:
+        period = max(1.0, min(60.0, self.user_starter_idle_timeout / 4))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self._user_starters().stop_idle()
+            except Exception:  # noqa: BLE001 - the next round tries again
+                self.log.exception("Stopping idle Dask starters failed")
 
     def _dashboard_owner(self, name: str) -> str | None:
         cluster = self.db.get_cluster(name)

@@ -2,9 +2,17 @@
 and forks each new server from there, so that a server does not pay for those imports again.
 
     python -s -P -m qhub_hub.local.server_starter <socket path> [--preimport <module>]
+    <environment>/bin/python -P <this file> --as-user --preimport <module>   (fd 0: a socket)
 
 With ``--preimport``, another module names the code to pre-import (the embedded gateway's Dask
 schedulers and nannies: `qhub_hub.gateway.dask_preimport`); every step of the child is the same.
+
+With ``--as-user`` it is one user's starter in a conda-store environment (the embedded gateway's
+`qhub_hub.gateway.user_starters`): started by root as exactly that user, in that environment's
+Python, it serves the one connection it was given on fd 0 and nobody else. Each child passes the
+same steps, except those only root may take (its ids are already the user's: they are checked,
+not set; the gateway puts it into its cgroups), and then stops itself (SIGSTOP) so that the
+gateway can place it before any of its code runs; the gateway resumes it.
 
 Without it, it imports code only (JupyterLab's server application with node hidden, as
 `server_start.py` does, Jupyter Server, jupyterhub-singleuser and the server extensions of the
@@ -97,6 +105,8 @@ PREIMPORTED = (
     "jupyterlab_server",
 )
 MAX_REQUEST = 1 << 20
+# --as-user: each child stops itself once ready, for the gateway to place it and resume it
+_hold_for_placement = False
 # `--preimport <module>`: another set of pre-imported code (e.g. qhub_hub.gateway.dask_preimport).
 # That module has `preimport()` (run once in the starter) and may have `after_environment()` (run in
 # each child as the user, after its environment is set, before its code; `NeedsFreshInterpreter`
@@ -173,7 +183,8 @@ def _become_server(request: StartRequest, status_fd: int) -> None:
     if request.cpus:
         os.sched_setaffinity(0, request.cpus)
     try:
-        os.setgroups(request.groups)
+        if sorted(set(os.getgroups())) != sorted(set(request.groups)):
+            os.setgroups(request.groups)  # only root may, even to the same list (--as-user: already set)
         os.setresgid(request.gid, request.gid, request.gid)
         os.setresuid(request.uid, request.uid, request.uid)
     except (OSError, ValueError) as e:
@@ -338,6 +349,8 @@ def _child(request: StartRequest, status_fd: int) -> None:
             return
         os.write(status_fd, b"ok")
         os.close(status_fd)
+        if _hold_for_placement:
+            os.kill(os.getpid(), signal.SIGSTOP)  # until the gateway has placed it (SIGCONT)
         _show_command(request.argv)
         code = _run_server(request.argv)
         with contextlib.suppress(BaseException):
@@ -389,8 +402,16 @@ def start_server(request: StartRequest) -> int:
     os.close(write_fd)
     with os.fdopen(read_fd, "rb") as status:
         answer = status.read().decode(errors="replace")
-    if answer == "ok":
+    if answer == "ok" and not _hold_for_placement:
         return pid
+    if answer == "ok":
+        try:
+            _, status = os.waitpid(pid, os.WUNTRACED)  # reported stopped, not reaped
+        except ChildProcessError:
+            status = 0
+        if os.WIFSTOPPED(status):
+            return pid
+        answer = "error: the process ended before the gateway could place it"
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
     if answer.startswith("fresh: "):
@@ -425,6 +446,11 @@ def _answer(conn: socket.socket) -> None:
         if not chunk:
             return
         raw += chunk
+    conn.sendall(_start_answer(raw))
+
+
+def _start_answer(raw: bytes) -> bytes:
+    """The answer line to one request line."""
     try:
         request = StartRequest.from_json(raw)
         if request.uid == 0 or request.gid == 0:
@@ -436,7 +462,7 @@ def _answer(conn: socket.socket) -> None:
         answer = {"error": str(e)}
     except (TypeError, ValueError) as e:
         answer = {"error": f"bad request ({e})"}
-    conn.sendall(json.dumps(answer).encode() + b"\n")
+    return json.dumps(answer).encode() + b"\n"
 
 
 def preimport_profile(module_name: str) -> None:
@@ -495,13 +521,58 @@ def serve(socket_path: str, profile: str | None = None) -> None:
             os.rmdir(folder)  # made for this starter (starter_client.py)
 
 
+def serve_as_user(profile: str) -> None:
+    """One user's starter (``--as-user``): requests on the socket at fd 0 until it closes."""
+    global _hold_for_placement
+    if os.geteuid() == 0 or os.getuid() == 0:
+        raise SystemExit("qhub_hub.local.server_starter --as-user: never as root")
+    _hold_for_placement = True
+    conn = socket.socket(fileno=0)
+    if _peer_uid(conn) != 0:  # the socketpair root made; a pipe or a terminal has no peer
+        raise SystemExit("qhub_hub.local.server_starter --as-user: fd 0 must be root's socket")
+    preimport_profile(profile)
+    signal.signal(signal.SIGCHLD, _reap)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    conn.sendall(b"ready\n")
+    pending = b""
+    while True:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return  # the gateway closed it, or ended
+        pending += chunk
+        while b"\n" in pending:
+            raw, pending = pending.split(b"\n", 1)
+            conn.sendall(_start_answer(raw + b"\n"))
+        if len(pending) > MAX_REQUEST:
+            conn.sendall(b'{"error": "request too long"}\n')
+            return
+
+
+def _as_package_parts() -> None:
+    """Run by path in an environment without qhub-hub: this file and the --preimport module (both
+    standard library only, besides the environment's own Dask) import as parts of ``qhub_hub``,
+    whose package ``__init__`` files are not run (they need the platform's environment)."""
+    import types
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for name, folder in (("qhub_hub", root), ("qhub_hub.local", os.path.join(root, "local")),
+                         ("qhub_hub.gateway", os.path.join(root, "gateway"))):
+        package = types.ModuleType(name)
+        package.__path__ = [folder]
+        sys.modules[name] = package
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--as-user"]:
+        _as_package_parts()
     # one module under both names: a --preimport module's `NeedsFreshInterpreter` is this one's
     sys.modules.setdefault("qhub_hub.local.server_starter", sys.modules[__name__])
-    if len(sys.argv) == 2:
+    if len(sys.argv) == 4 and sys.argv[1:3] == ["--as-user", "--preimport"]:
+        serve_as_user(sys.argv[3])
+    elif len(sys.argv) == 2:
         serve(sys.argv[1])
     elif len(sys.argv) == 4 and sys.argv[2] == "--preimport":
         serve(sys.argv[1], sys.argv[3])
     else:
         sys.exit("usage: python -s -P -m qhub_hub.local.server_starter <socket path> "
-                 "[--preimport <module>]")
+                 "[--preimport <module>], or python -P <this file> --as-user --preimport <module>")

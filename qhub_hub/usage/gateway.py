@@ -35,7 +35,7 @@ from dask_gateway_server.backends.base import PublicException
 from traitlets import Bool, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from ..hub_plans import PlanUnavailable
+from ..hub_plans import PlanUnavailable, hub_client
 from .dask import cluster_heartbeat, cluster_stopped, recover_clusters
 from .ledger import Ledger
 from .ledgers import USAGE_DB_ENV, ledger_at
@@ -102,7 +102,7 @@ class DaskUsageMixin(LoggingConfigurable):
             raise UsageUnavailable("no hub API URL is configured")
         url = f"{source.api_url.rstrip('/')}/qhub/usage/dask{path}"
         try:
-            async with httpx.AsyncClient(timeout=HUB_TIMEOUT) as client:
+            async with hub_client(HUB_TIMEOUT) as client:
                 response = await client.post(url, json=body, headers=source.headers())
         except httpx.HTTPError as e:
             raise UsageUnavailable(f"the hub at {source.api_url} cannot be reached ({type(e).__name__})") from None

@@ -1,5 +1,6 @@
 """Schedulers and nannies of clusters in the server environment are forked by the gateway's own
-pre-imported starter (QHubLocalBackend.preimported_starter); clusters in built environments are not.
+pre-imported starter (QHubLocalBackend.preimported_starter); those of clusters in built environments
+by a starter of that user in that environment, run as the user (QHubLocalBackend.user_starters).
 
 A real hub and gateway (as root) with cgroups, real Unix users gwp* (ids 42300-42399, removed at the
 end), real Dask processes; the processes are found through /proc.
@@ -163,26 +164,66 @@ def test_server_environment_cluster_is_forked_with_exact_ids_and_cgroups(stack: 
         assert gone(pid), (pid, status(pid))
 
 
-def test_built_environment_cluster_starts_its_own_python(stack: GatewayStack) -> None:
+def user_starters(gateway_pid: int) -> list[int]:
+    """The gateway's children that are users' Dask starters (``server_starter.py --as-user``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+                if b" --as-user " in cmdline and parent(int(entry.name)) == gateway_pid:
+                    found.append(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return found
+
+
+def test_built_environment_clusters_are_forked_by_a_starter_of_that_user(stack: GatewayStack) -> None:
+    """A conda-store environment is never imported by root: its schedulers and nannies come from a
+    starter that runs as exactly the user, one per user, with every process placed in its cgroup."""
     def identity():
         import os
         import sys
 
-        return os.getpid(), os.getppid(), sys.prefix
+        return os.getpid(), os.getppid(), sys.prefix, os.environ.get("GWP_MARK")
 
     assert stack.proc is not None
+    prefix = str(stack.base / "conda" / "global" / "envs" / "dask")
+    seen: dict[str, tuple[int, int, int]] = {}
+    for user, (uid, gid, groups) in {"gwpcy": (42302, 42300, set()), "gwpam": (42301, 42300, {42310})}.items():
+        with gateway_for(stack, user) as gw:
+            with gw.new_cluster(profile="Small Worker", environment="global/dask",
+                                environment_variables={"GWP_MARK": user}) as cluster:
+                cluster.scale(1)
+                with cluster.get_client() as client:
+                    client.wait_for_workers(1, timeout=120)
+                    assert client.submit(sum, [1, 2]).result() == 3
+                    scheduler, starter, scheduler_prefix, mark = client.run_on_scheduler(identity)
+                    [(worker, nanny, worker_prefix, worker_mark)] = client.run(identity).values()
+                    assert (scheduler_prefix, worker_prefix) == (prefix, prefix)
+                    assert (mark, worker_mark) == (user, user)
+                    assert starter in user_starters(stack.proc.pid)
+                    assert parent(nanny) == starter and parent(worker) == nanny
+                    # the starter itself: exactly the user, in its own cgroup, the environment's Python
+                    assert ids(starter) == ((uid,) * 4, (gid,) * 4, groups)
+                    assert f"{user}@dask-starter-" in cgroups(starter)
+                    assert Path(f"/proc/{starter}/cmdline").read_bytes().startswith(
+                        f"{prefix}/bin/python -P ".encode())
+                    for pid in (scheduler, nanny, worker):
+                        assert ids(pid) == ((uid,) * 4, (gid,) * 4, groups), pid
+                    assert f"{user}@dask-{cluster.name}-scheduler" in cgroups(scheduler)
+                    assert f"{user}@dask-starter-" not in cgroups(scheduler)
+                    assert f"{user}@dask-{cluster.name}-worker-" in cgroups(nanny)
+                    seen[user] = (starter, scheduler, nanny)
+    assert seen["gwpcy"][0] != seen["gwpam"][0]  # never shared between users
+    for starter, scheduler, nanny in seen.values():
+        assert gone(scheduler) and gone(nanny)
+        assert Path(f"/proc/{starter}").exists()  # kept for the user's next cluster there
+    # a second cluster of the same user in the same environment: the same starter
     with gateway_for(stack, "gwpcy") as gw:
         with gw.new_cluster(profile="Small Worker", environment="global/dask") as cluster:
-            cluster.scale(1)
             with cluster.get_client() as client:
-                client.wait_for_workers(1, timeout=120)
-                scheduler, parent_pid, prefix = client.run_on_scheduler(identity)
-                [(_, nanny, _)] = client.run(identity).values()
-                assert prefix == str(stack.base / "conda" / "global" / "envs" / "dask")
-                assert parent_pid == stack.proc.pid  # exec'd by the gateway itself
-                assert parent(nanny) == stack.proc.pid
-                assert ids(scheduler) == ((42302,) * 4, (42300,) * 4, set())
-                assert f"gwpcy@dask-{cluster.name}-scheduler" in cgroups(scheduler)
+                assert client.run_on_scheduler(identity)[1] == seen["gwpcy"][0]
 
 
 def test_a_dask_config_read_at_import_gets_a_fresh_interpreter(stack: GatewayStack) -> None:

@@ -7,3 +7,4 @@ cluster runs in need not have qhub-hub installed.
 from pathlib import Path
 
 PEER_GUARD = str(Path(__file__).with_name("qhub_peer_guard.py"))
+PROMPT_HEARTBEAT = str(Path(__file__).with_name("qhub_prompt_heartbeat.py"))  # schedulers only

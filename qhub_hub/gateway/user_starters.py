@@ -31,6 +31,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -118,6 +119,7 @@ class UserStarter:
     _writer: asyncio.StreamWriter | None = field(default=None, repr=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     _output: asyncio.Task | None = field(default=None, repr=False)
+    _output_pipe: asyncio.ReadTransport | None = field(default=None, repr=False)
 
     @property
     def alive(self) -> bool:
@@ -125,19 +127,27 @@ class UserStarter:
 
     async def start(self) -> None:
         ours, theirs = socket.socketpair()
+        # its output through a pipe of ours, not asyncio's: asyncio's wait() would also wait for
+        # every process that kept the pipe open (the user's, after a kill)
+        output, output_end = os.pipe()
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 self.python, "-P", STARTER_FILE, "--as-user", "--preimport", DASK_PREIMPORT,
-                stdin=theirs.fileno(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                stdin=theirs.fileno(), stdout=output_end, stderr=output_end,
                 env=self.env, cwd="/", start_new_session=True,
                 preexec_fn=exact_ids(self.identity, self.cgroup_dirs))
-        except OSError as e:
+        except (OSError, subprocess.SubprocessError) as e:  # the latter: from preexec_fn
             ours.close()
+            os.close(output)
             raise UserStarterFailed(f"{self.python} could not be started as uid {self.identity.uid} "
                                     f"({e})") from None
         finally:
             theirs.close()
-        self._output = asyncio.ensure_future(self._relay_output())
+            os.close(output_end)
+        lines = asyncio.StreamReader(limit=MAX_LINE)
+        self._output_pipe, _ = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(lines), os.fdopen(output, "rb", 0))
+        self._output = asyncio.ensure_future(self._relay_output(lines))
         self._reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=MAX_LINE)
         line = await self._read_line(READY_TIMEOUT, "to be ready")
         if line != b"ready\n":
@@ -205,6 +215,9 @@ class UserStarter:
         if self._output is not None:
             self._output.cancel()
             self._output = None
+        if self._output_pipe is not None:
+            self._output_pipe.close()
+            self._output_pipe = None
 
     async def _read_line(self, timeout: float, what: str) -> bytes:
         assert self._reader is not None
@@ -219,13 +232,12 @@ class UserStarter:
                                     "see the lines above in this log")
         return line
 
-    async def _relay_output(self) -> None:
+    async def _relay_output(self, lines: asyncio.StreamReader) -> None:
         """The starter's own output (import errors, mostly) into the gateway's log, bounded."""
-        assert self.proc is not None and self.proc.stdout is not None
         logged = 0
         while True:
             try:
-                line = await self.proc.stdout.readline()
+                line = await lines.readline()
             except (ValueError, asyncio.LimitOverrunError):
                 continue
             if not line:

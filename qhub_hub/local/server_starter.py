@@ -527,8 +527,12 @@ def serve_as_user(profile: str) -> None:
     if os.geteuid() == 0 or os.getuid() == 0:
         raise SystemExit("qhub_hub.local.server_starter --as-user: never as root")
     _hold_for_placement = True
-    conn = socket.socket(fileno=0)
-    if _peer_uid(conn) != 0:  # the socketpair root made; a pipe or a terminal has no peer
+    try:
+        conn = socket.socket(fileno=0)
+        peer = _peer_uid(conn)  # of the socketpair's maker
+    except OSError:
+        peer = None  # a pipe, a terminal, /dev/null
+    if peer != 0:
         raise SystemExit("qhub_hub.local.server_starter --as-user: fd 0 must be root's socket")
     preimport_profile(profile)
     signal.signal(signal.SIGCHLD, _reap)

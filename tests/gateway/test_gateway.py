@@ -64,17 +64,28 @@ def test_cluster_runs_as_the_user_in_the_chosen_environment(stack: GatewayStack)
 
 def worker_start_probe():
     """For `client.run`: a worker's ids, whether it was spawned (a fresh interpreter) and whether it
-    loaded Bokeh. A local function, so cloudpickle sends it by value (workers cannot import tests)."""
-    def worker_start():
+    serves Bokeh pages (its own ``/status``; Bokeh may be imported all the same, where a
+    pre-imported starter forked the nanny). A local function, so cloudpickle sends it by value
+    (workers cannot import tests); a coroutine, because it runs on the worker's own event loop,
+    which serves that page."""
+    async def worker_start(dask_worker):
         import os
         import sys
+
+        from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
         # a forked worker is a copy of its nanny, which ran the `dask worker` command's module; a
         # spawned one is a new interpreter that imports only the worker (its command line and argv
         # do not tell: distributed retitles workers where setproctitle is installed, and spawn
         # copies the nanny's sys.argv)
         spawned = "distributed.cli.dask_worker" not in sys.modules
-        return os.getuid(), os.getgid(), spawned, "bokeh" in sys.modules, os.getpid()
+        try:
+            await AsyncHTTPClient().fetch(f"http://127.0.0.1:{dask_worker.http_server.port}/status",
+                                          request_timeout=30)
+            dashboard = True
+        except HTTPClientError as e:
+            dashboard = e.code != 404
+        return os.getuid(), os.getgid(), spawned, dashboard, os.getpid()
 
     return worker_start
 

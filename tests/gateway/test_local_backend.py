@@ -158,3 +158,44 @@ def test_workers_start_without_their_own_dashboard_and_as_copies_of_their_nanny(
     assert upstream.get_worker_env(c)["DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"] == "spawn"
     with pytest.raises(Exception, match="worker_start_method"):
         QHubLocalBackend(worker_start_method="vfork")
+
+
+def test_schedulers_load_the_prompt_heartbeat_after_the_gateways_own_preload(base: Path) -> None:
+    backend = QHubLocalBackend(clusters_directory=str(base / "clusters"), api_url="http://127.0.0.1:1/api")
+    c = cluster(scheduler_cmd=["/env/bin/python", "-m", "dask", "scheduler"], adaptive_period=3,
+                idle_timeout=0)
+    command = backend.get_scheduler_command(c)
+    preloads = [command[i + 1] for i, arg in enumerate(command) if arg == "--preload"]
+    assert preloads[0] == "dask_gateway.scheduler_preload"  # it makes the service this one uses
+    assert [Path(p).name for p in preloads[1:]] == ["qhub_peer_guard.py", "qhub_prompt_heartbeat.py"]
+
+
+async def test_the_prompt_heartbeat_is_sent_once_at_setup_and_a_failure_is_left_to_the_loop(caplog) -> None:
+    """Loaded by path as distributed loads it: `dask_setup` sends the gateway service's heartbeat
+    once; without that service, or when the beat fails, the scheduler starts all the same."""
+    import importlib.util
+
+    from qhub_hub.gateway.preload import PROMPT_HEARTBEAT
+
+    spec = importlib.util.spec_from_file_location("qhub_prompt_heartbeat_test", PROMPT_HEARTBEAT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    class Service:
+        def __init__(self, error: Exception | None = None) -> None:
+            self.beats, self.error = 0, error
+
+        async def heartbeat(self) -> None:
+            self.beats += 1
+            if self.error:
+                raise self.error
+
+    service = Service()
+    await module.dask_setup(SimpleNamespace(services={"gateway": service}))
+    assert service.beats == 1
+    failing = Service(ConnectionRefusedError("gateway down"))
+    await module.dask_setup(SimpleNamespace(services={"gateway": failing}))
+    assert failing.beats == 1
+    assert "the first heartbeat failed (gateway down); the heartbeat loop retries" in caplog.text
+    await module.dask_setup(SimpleNamespace(services={}))
+    assert "no dask-gateway service on this scheduler" in caplog.text

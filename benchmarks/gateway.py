@@ -9,7 +9,8 @@ round measures, from the client's call to both workers being connected:
 - gateway: `Gateway().new_cluster()` (options checked against the plan, scheduler started as the
   user through the gateway's proxy, TLS), `cluster.scale(2)`, `client.wait_for_workers(2)`, in the
   **built environment** (``global/dask``, the default choice when one exists): the scheduler and
-  nannies are new Pythons of that environment;
+  nannies are forked from the user's pre-imported starter in that environment
+  (`QHubLocalBackend.user_starters`), which the first cluster there starts;
 - server environment: the same in the **server environment** (``environment="server"``, what
   `GatewayCluster()` from a default kernel uses when no environment is built): the scheduler and
   nannies are forked from the gateway's pre-imported starter (`QHubLocalBackend.preimported_starter`);
@@ -18,11 +19,14 @@ round measures, from the client's call to both workers being connected:
 
 Prints min and median of each, the ratio gateway/anchor (medians, and of the minimums, which
 other load on the machine disturbs less), and the gateway's two phases: `new_cluster()` returning
-(options, scheduler started and registered) and the two workers after `scale(2)`. The last line
-is ``result: gateway_ratio=... gateway_s=... anchor_s=... min_ratio=... cluster_s=... workers_s=...
-server_env_ratio=... server_env_s=... server_env_min_ratio=... server_env_cluster_s=...``
-(``gateway_*``/``min_ratio``/``cluster_s``/``workers_s``: built environment; ``server_env_*``: server
-environment; all against the same anchor).
+(options, scheduler started and registered) and the two workers after `scale(2)`; and the first
+cluster of the run in each environment (the warm-up), which also starts that environment's
+starter. The last line is ``result: gateway_ratio=... gateway_s=... anchor_s=... min_ratio=...
+cluster_s=... workers_s=... server_env_ratio=... server_env_s=... server_env_min_ratio=...
+server_env_cluster_s=... first_cluster_s=... first_server_env_s=... first_anchor_s=...``
+(``gateway_*``/``min_ratio``/``cluster_s``/``workers_s``/``first_cluster_s``: built environment;
+``server_env_*``/``first_server_env_s``: server environment; all against the same anchor;
+``first_anchor_s``: the run's first LocalCluster, which imports nothing new either).
 """
 
 from __future__ import annotations
@@ -103,9 +107,9 @@ def main() -> None:
         stack.start()
         stack.add_hub_users(["gwbench"], {})
         token = stack.token("gwbench")
-        time_gateway(stack, token)  # warm-up: imports, first proxy routes
-        time_gateway(stack, token, "server")  # and the gateway's Dask starter
-        time_local_cluster()
+        first_built, _ = time_gateway(stack, token)  # warm-up: the user's starter, first proxy routes
+        first_server, _ = time_gateway(stack, token, "server")  # and the gateway's Dask starter
+        first_anchor = time_local_cluster()
         gateway_times, running_times, local_times, server_times, server_running = [], [], [], [], []
         for _ in range(args.rounds):
             elapsed, running = time_gateway(stack, token)
@@ -136,10 +140,14 @@ def main() -> None:
     print(f"  ratio gateway/anchor: medians {g / a:.2f}, minimums {min_ratio:.2f} (built environment)")
     print(f"  ratio gateway/anchor: medians {sg / a:.2f}, minimums {server_min_ratio:.2f} (server "
           "environment)")
+    print(f"  first cluster of the run (starts the environment's starter): built environment "
+          f"{first_built:.2f} s, server environment {first_server:.2f} s; first anchor {first_anchor:.2f} s")
     print(f"result: gateway_ratio={g / a:.2f} gateway_s={g:.2f} anchor_s={a:.2f} "
           f"min_ratio={min_ratio:.2f} cluster_s={c:.2f} workers_s={w:.2f} "
           f"server_env_ratio={sg / a:.2f} server_env_s={sg:.2f} "
-          f"server_env_min_ratio={server_min_ratio:.2f} server_env_cluster_s={sc:.2f}")
+          f"server_env_min_ratio={server_min_ratio:.2f} server_env_cluster_s={sc:.2f} "
+          f"first_cluster_s={first_built:.2f} first_server_env_s={first_server:.2f} "
+          f"first_anchor_s={first_anchor:.2f}")
 
 
 if __name__ == "__main__":

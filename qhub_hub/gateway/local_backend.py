@@ -447,6 +447,9 @@ class QHubLocalBackend(ClusterLimitMixin, LocalBackend):
             self.log.error("Cannot start %s's %s: %s", cluster.name, name, e)
             raise RefusedToStart(f"could not start the {name} of cluster {cluster.name}: {e}; "
                                  "nothing of it was run") from None
+        except asyncio.CancelledError:  # a child may be held for nobody: it ends with its starter
+            await asyncio.shield(self._user_starters().discard(starter, "a start was cancelled"))
+            raise
         except (UserStarterFailed, OSError) as e:
             await self._user_starters().discard(starter, str(e))
             self.log.warning("Starting %s's %s with a new Python: its starter failed (%s)",

@@ -114,6 +114,7 @@ class UserStarter:
     cgroup_dirs: tuple[str, ...] = ()
     log: logging.Logger = field(default_factory=lambda: logging.getLogger(__name__), repr=False)
     last_used: float = field(default_factory=time.monotonic)
+    broken: str = ""  # why it may not be asked again (a request whose answer was not read)
     proc: asyncio.subprocess.Process | None = field(default=None, repr=False)
     _reader: asyncio.StreamReader | None = field(default=None, repr=False)
     _writer: asyncio.StreamWriter | None = field(default=None, repr=False)
@@ -123,7 +124,7 @@ class UserStarter:
 
     @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
+        return self.proc is not None and self.proc.returncode is None and not self.broken
 
     async def start(self) -> None:
         ours, theirs = socket.socketpair()
@@ -160,9 +161,14 @@ class UserStarter:
             raise UserStarterFailed("the starter is not running")
         async with self._lock:
             self.last_used = time.monotonic()
-            self._writer.write(request.to_json())
-            await self._writer.drain()
-            line = await self._read_line(ANSWER_TIMEOUT, "to answer")
+            try:
+                self._writer.write(request.to_json())
+                await self._writer.drain()
+                line = await self._read_line(ANSWER_TIMEOUT, "to answer")
+            except BaseException:
+                # cancelled, or unreadable: its answer would be taken for the next request's
+                self.broken = "a start ended before its answer was read"
+                raise
         try:
             answer = json.loads(line)
         except ValueError:
@@ -286,7 +292,7 @@ class UserStarters:
                     return starter
                 reason = ("its environment changed on disk" if known_layout != layout else
                           "the user's groups changed" if starter.identity != identity else
-                          f"it ended (status {starter.proc and starter.proc.returncode})")
+                          starter.broken or f"it ended (status {starter.proc and starter.proc.returncode})")
                 await self.discard(starter, reason)
             if self._failed.get(key) == layout:
                 return None
@@ -300,6 +306,9 @@ class UserStarters:
                                  "start new Pythons", identity.uid, python, e)
                 await self._end(starter)
                 return None
+            except BaseException:  # cancelled while it started: not left running unknown
+                await asyncio.shield(self._end(starter))
+                raise
             self._failed.pop(key, None)
             self._running[key] = (layout, starter)
             self.log.info("Dask starter for uid %s in %s running (pid %s)", identity.uid, python,

@@ -335,12 +335,27 @@ def _run_server(argv: list[str]) -> int:
     return code
 
 
-def _child(request: StartRequest, status_fd: int) -> None:
+def _die_with_parent(parent: int | None) -> None:
+    """While held (--as-user): killed if the starter ends first (the gateway never resumed it, e.g.
+    its start was cancelled). A process stopped in a session of its own is not hung up by the
+    kernel when its parent ends, so without this it would stay stopped forever. None: undo it."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    if ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL if parent else 0) != 0:
+        raise StartRefused(f"prctl(PR_SET_PDEATHSIG) failed ({os.strerror(ctypes.get_errno())})")
+    if parent and os.getppid() != parent:  # the starter ended before the line above
+        os._exit(1)
+
+
+def _child(request: StartRequest, status_fd: int, parent: int) -> None:
     """The forked child: never returns (it must not run the starter's loop)."""
     code = 1
     try:
         try:
             _become_server(request, status_fd)
+            if _hold_for_placement:
+                _die_with_parent(parent)
         except NeedsFreshInterpreter as e:
             os.write(status_fd, f"fresh: {e}".encode())
             return
@@ -351,6 +366,7 @@ def _child(request: StartRequest, status_fd: int) -> None:
         os.close(status_fd)
         if _hold_for_placement:
             os.kill(os.getpid(), signal.SIGSTOP)  # until the gateway has placed it (SIGCONT)
+            _die_with_parent(None)  # placed and resumed: it outlives its starter, as servers do
         _show_command(request.argv)
         code = _run_server(request.argv)
         with contextlib.suppress(BaseException):
@@ -395,10 +411,11 @@ def start_server(request: StartRequest) -> int:
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
-        _child(request, write_fd)
+        _child(request, write_fd, parent)
     os.close(write_fd)
     with os.fdopen(read_fd, "rb") as status:
         answer = status.read().decode(errors="replace")
@@ -527,6 +544,7 @@ def serve_as_user(profile: str) -> None:
     if os.geteuid() == 0 or os.getuid() == 0:
         raise SystemExit("qhub_hub.local.server_starter --as-user: never as root")
     _hold_for_placement = True
+    import ctypes  # noqa: F401 - each held child uses it (_die_with_parent): imported once here
     try:
         conn = socket.socket(fileno=0)
         peer = _peer_uid(conn)  # of the socketpair's maker

@@ -45,6 +45,11 @@ ANSWERS = {
             '    while not open(f"/proc/{child.pid}/stat").read().split(") ")[1].startswith("T"):\n'
             '        time.sleep(0.01)\n'
             '    conn.sendall(json.dumps({"pid": child.pid}).encode() + b"\\n")',
+    # the same, answered late (after writing the child's pid where the test finds it)
+    "late": 'child = subprocess.Popen(["sh", "-c", "kill -STOP $$; echo resumed > " + sys.argv[0] + ".out"])\n'
+            '    open(sys.argv[0] + ".pid", "w").write(str(child.pid))\n'
+            '    time.sleep(1)\n'
+            '    conn.sendall(json.dumps({"pid": child.pid}).encode() + b"\\n")',
     "garbage": 'conn.sendall(b"this is not JSON\\n")',
     "endless": 'conn.sendall(b"x" * 200000)',
     "silent": 'time.sleep(60)',
@@ -212,6 +217,68 @@ async def test_starters_are_kept_per_user_and_environment_and_replaced_or_stoppe
     assert await starters.get(python, USER, {"HOME": "/"}, ("layout", 2)) is not fourth
     await starters.stop_all()
     assert len(released) == 5
+
+
+async def test_a_start_cancelled_before_its_answer_retires_the_starter(folder: Path) -> None:
+    """The cluster stopped while its process was being forked: the late answer must not be taken
+    for the next request's, and the process forked for nobody must not run."""
+    starters = UserStarters(600, lambda identity, python: (), lambda dirs: None)
+    python = fake_starter(folder, "late")
+    starter = await starters.get(python, USER, {"HOME": "/"}, ("layout", 1))
+    assert starter is not None
+    task = asyncio.ensure_future(starter.start_process(request()))
+    pid_file = Path(python + ".pid")
+    while not pid_file.exists():
+        await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not starter.alive and "before its answer was read" in starter.broken
+    replacement = await starters.get(python, USER, {"HOME": "/"}, ("layout", 1))
+    assert replacement is not None and replacement is not starter
+    assert starter.proc is not None and starter.proc.returncode is not None
+    orphan = int(pid_file.read_text())  # never resumed (the real starter's die with it: below)
+    assert state(orphan) == "T" and not Path(python + ".out").exists()
+    os.kill(orphan, signal.SIGKILL)
+    await starters.stop_all()
+
+
+def real_request(folder: Path, script: str) -> StartRequest:
+    path = folder / "process.py"
+    path.write_text(script)
+    path.chmod(0o644)
+    return StartRequest(argv=[str(path)], env={"HOME": str(folder), "PATH": "/usr/bin:/bin"},
+                        cwd=str(folder), uid=USER.uid, gid=USER.gid, groups=[])
+
+
+async def test_the_real_starter_holds_each_child_until_released_and_it_dies_unreleased(folder: Path) -> None:
+    """`server_starter.py --as-user` in a real environment (the platform's own, run as uid 42351):
+    a child runs nothing until the gateway resumes it; resumed, it outlives its starter; never
+    resumed, it ends with its starter instead of staying stopped."""
+    script = ("import os, sys, time\ntime.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 0.5)\n"
+              "open(os.path.join(os.getcwd(), f'ran-{os.getpid()}'), 'w').write(repr(os.getresuid()))\n")
+    starter = await started(sys.executable, {"HOME": str(folder)})
+    try:
+        held = await starter.start_process(real_request(folder, script))
+        await asyncio.sleep(1)
+        assert state(held) == "T" and not (folder / f"ran-{held}").exists()
+        released = await starter.start_process(real_request(folder, script))
+        starter.release(released, ())
+        assert held_pid_alive(held)
+    finally:
+        await starter.stop()
+    deadline = time.monotonic() + 10
+    while held_pid_alive(held) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not held_pid_alive(held)  # killed with its starter (PR_SET_PDEATHSIG), never ran
+    while not (folder / f"ran-{released}").exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert (folder / f"ran-{released}").read_text() == "(42351, 42351, 42351)"
+    assert not (folder / f"ran-{held}").exists()
+
+
+def held_pid_alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists() and state(pid) != "Z"
 
 
 def test_the_real_starter_refuses_root_and_any_fd_0_but_roots_socket(require_root) -> None:

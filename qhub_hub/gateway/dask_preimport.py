@@ -19,6 +19,9 @@ user's environment, before any Dask code runs):
   shard and offload sizes, dashboard routes and tools, profile interval): if the user's config
   gives any of them another value than the starter had, the process is started as a fresh
   interpreter instead (`NeedsFreshInterpreter`), which honours it.
+- Bokeh's settings that it reads at import (``BOKEH_PY_LOG_LEVEL``, ``BOKEH_SECRET_KEY``,
+  ``BOKEH_SIGN_SESSIONS``, ``BOKEH_DEFAULT_SERVER_HOST``...): a process whose environment sets any
+  ``BOKEH_*`` variable is started as a fresh interpreter (the starter has none).
 - multiprocessing's authentication key (made at import): a new random one per process, as a
   fresh interpreter has.
 """
@@ -68,6 +71,7 @@ FIXED_AT_IMPORT = (
     "distributed.scheduler.default-data-size",
     "distributed.scheduler.default-task-durations",
 )
+BOKEH_PREFIX = "BOKEH_"  # bokeh.settings values, some read at import (resources, logconfig, token)
 _MISSING = object()
 
 
@@ -88,6 +92,11 @@ def after_environment() -> None:
     import multiprocessing
 
     import dask.config
+
+    bokeh = sorted(name for name in os.environ if name.startswith(BOKEH_PREFIX))
+    if bokeh:
+        raise NeedsFreshInterpreter(f"its environment sets {', '.join(bokeh)}, which Bokeh may read "
+                                    "at import")
 
     before = _fixed_values()
     dask.config.paths[:] = dask.config._get_paths()  # the list `refresh` reads by default

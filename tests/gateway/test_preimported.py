@@ -332,3 +332,32 @@ async def test_a_starter_failure_fails_the_start_with_a_clear_message(require_ro
         await backend.do_cleanup()
     finally:
         remove_tree(base)
+
+
+def test_a_bokeh_setting_in_the_environment_gets_a_fresh_interpreter(monkeypatch) -> None:
+    """Bokeh reads some of its settings at import (a fork would keep the starter's): any BOKEH_*
+    variable sends the process to a new Python; without one, the child goes on."""
+    from qhub_hub.gateway import dask_preimport
+    from qhub_hub.local.server_starter import NeedsFreshInterpreter
+
+    import copy
+    import multiprocessing
+
+    import dask.config
+
+    # what the child step changes, given back to this process afterwards
+    monkeypatch.setattr(multiprocessing.current_process(), "authkey", multiprocessing.current_process().authkey)
+    monkeypatch.setattr(dask.config, "paths", list(dask.config.paths))
+    monkeypatch.setattr(dask.config, "PATH", dask.config.PATH)
+    saved = copy.deepcopy(dask.config.config)
+    monkeypatch.delenv("DASK_CONFIG", raising=False)
+    for name in [name for name in os.environ if name.startswith("BOKEH_")]:
+        monkeypatch.delenv(name)
+    try:
+        dask_preimport.after_environment()  # nothing set: no refusal
+        monkeypatch.setenv("BOKEH_PY_LOG_LEVEL", "debug")
+        with pytest.raises(NeedsFreshInterpreter, match="sets BOKEH_PY_LOG_LEVEL, which Bokeh may read at import"):
+            dask_preimport.after_environment()
+    finally:
+        dask.config.config.clear()
+        dask.config.config.update(saved)

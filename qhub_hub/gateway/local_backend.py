@@ -70,10 +70,10 @@ from .dashboard_guard import DashboardGuard, HubLink
 from .environments import environment_layout
 from .limits import ClusterLimitMixin
 from .preload import PEER_GUARD, PROMPT_HEARTBEAT
-from .user_starters import Identity, UserStarterFailed, UserStarters
+from .user_starters import DASK_PREIMPORT, Identity, UserStarterFailed, UserStarters, exact_ids
 
 START_METHOD_VARIABLE = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
-DASK_PREIMPORT = "qhub_hub.gateway.dask_preimport"
+OWN_PYTHON = os.path.join(sys.prefix, "bin", "python")  # the server environment's, which the gateway runs
 
 
 class QHubLocalClusterConfig(LocalClusterConfig):
@@ -232,19 +232,17 @@ class QHubLocalBackend(ClusterLimitMixin, LocalBackend):
         gids = [int(g) for g in config.get("supplemental_gids") or []]
         return uid, gid, gids
 
-    def make_preexec_fn(self, cluster: Any, cgroup_dirs: tuple[str, ...] = ()) -> Callable[[], None]:
+    def _identity(self, cluster: Any) -> Identity:
         uid, gid, gids = self._ids(cluster)
+        return Identity(uid, gid, tuple(sorted(set(gids))),
+                        cluster.config.get("unix_name") or unix_name(cluster.username))
+
+    def make_preexec_fn(self, cluster: Any, cgroup_dirs: tuple[str, ...] = ()) -> Callable[[], None]:
+        become_user = exact_ids(self._identity(cluster), cgroup_dirs)
         workdir = cluster.state["workdir"]
 
         def preexec() -> None:  # runs in the child between fork and exec: raising fails the start
-            for d in cgroup_dirs:  # still root: join the cgroup before anything of the user runs
-                with open(os.path.join(d, "cgroup.procs"), "w") as f:
-                    f.write(str(os.getpid()))
-            os.setgroups(gids)
-            os.setgid(gid)
-            os.setuid(uid)
-            if os.getuid() != uid or os.getgid() != gid:  # pragma: no cover - kernel said no
-                raise OSError("the scheduler/worker did not switch to the user's ids")
+            become_user()
             os.chdir(workdir)
 
         return preexec
@@ -414,8 +412,7 @@ class QHubLocalBackend(ClusterLimitMixin, LocalBackend):
                          cgroup_dirs: tuple[str, ...], log_path: str) -> StartRequest | None:
         """What to ask the gateway's own Dask starter for, or None where it does not start the
         process: only ``<server environment>/bin/python -m dask ...`` (the gateway's own prefix)."""
-        own_python = os.path.join(sys.prefix, "bin", "python")
-        if (not self.preimported_starter or os.path.abspath(cmd[0]) != own_python
+        if (not self.preimported_starter or os.path.abspath(cmd[0]) != OWN_PYTHON
                 or not self._forkable(cluster, cmd, env, name)):
             return None
         return self._request(cluster, cmd, env, cgroup_dirs, log_path)
@@ -424,13 +421,10 @@ class QHubLocalBackend(ClusterLimitMixin, LocalBackend):
                                        cgroup_dirs: tuple[str, ...], log_path: str) -> int | None:
         """The pid of the process forked by the user's starter in the cluster's conda-store
         environment, placed and resumed; None where a new Python must start it instead."""
-        own_python = os.path.join(sys.prefix, "bin", "python")
-        if (not self.user_starters or not cmd or os.path.abspath(cmd[0]) == own_python
+        if (not self.user_starters or not cmd or os.path.abspath(cmd[0]) == OWN_PYTHON
                 or not self._forkable(cluster, cmd, env, name)):
             return None
-        uid, gid, gids = self._ids(cluster)
-        identity = Identity(uid, gid, tuple(sorted(set(gids))),
-                            cluster.config.get("unix_name") or unix_name(cluster.username))
+        identity = self._identity(cluster)
         prefix = Path(cmd[0]).parent.parent
         starter = await self._user_starters().get(cmd[0], identity, env,
                                                   await asyncio.to_thread(environment_layout, prefix))

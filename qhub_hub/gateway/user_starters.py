@@ -42,7 +42,7 @@ from ..local.server_starter import StartRequest
 from ..local.starter_client import FreshInterpreterNeeded, StarterError
 
 STARTER_FILE = server_starter.__file__  # run by path: the environment need not have qhub-hub
-DASK_PREIMPORT = "qhub_hub.gateway.dask_preimport"
+DASK_PREIMPORT = "qhub_hub.gateway.dask_preimport"  # what every Dask starter pre-imports (root's too)
 READY_TIMEOUT = 120.0  # its imports: a few CPU seconds on a busy machine
 ANSWER_TIMEOUT = 30.0  # one fork and the child's steps
 MAX_LINE = 64 * 1024
@@ -64,7 +64,8 @@ class Identity:
 
 
 def exact_ids(identity: Identity, cgroup_dirs: tuple[str, ...]) -> Callable[[], None]:
-    """preexec_fn: into the cgroups as root, then exactly the user's ids, before exec."""
+    """preexec_fn: into the cgroups while still root (before anything of the user runs), then
+    exactly the user's ids, before exec. A raise fails the start."""
 
     def preexec() -> None:
         for d in cgroup_dirs:
@@ -74,7 +75,7 @@ def exact_ids(identity: Identity, cgroup_dirs: tuple[str, ...]) -> Callable[[], 
         os.setresgid(identity.gid, identity.gid, identity.gid)
         os.setresuid(identity.uid, identity.uid, identity.uid)
         if os.getresuid() != (identity.uid,) * 3 or os.getresgid() != (identity.gid,) * 3:
-            raise OSError("the starter did not get exactly the user's ids")  # pragma: no cover
+            raise OSError("the process did not get exactly the user's ids")  # pragma: no cover
 
     return preexec
 

@@ -91,17 +91,29 @@ def cgroups(pid: int) -> str:
     return Path(f"/proc/{pid}/cgroup").read_text()
 
 
-def dask_starters(gateway_pid: int) -> list[int]:
+def gateway_children(gateway_pid: int, marker: bytes) -> list[int]:
+    """The gateway's child processes whose command line has `marker`."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-                if b"qhub_hub.gateway.dask_preimport" in cmdline and parent(int(entry.name)) == gateway_pid:
+                if marker in cmdline and parent(int(entry.name)) == gateway_pid:
                     found.append(int(entry.name))
             except (FileNotFoundError, ProcessLookupError):
                 continue
     return found
+
+
+def dask_starters(gateway_pid: int) -> list[int]:
+    """The gateway's own (root) Dask starter."""
+    return [pid for pid in gateway_children(gateway_pid, b"qhub_hub.gateway.dask_preimport")
+            if pid not in user_starters(gateway_pid)]
+
+
+def user_starters(gateway_pid: int) -> list[int]:
+    """Users' Dask starters (``server_starter.py --as-user``)."""
+    return gateway_children(gateway_pid, b" --as-user ")
 
 
 def gone(pid: int, timeout: float = 60) -> bool:
@@ -162,20 +174,6 @@ def test_server_environment_cluster_is_forked_with_exact_ids_and_cgroups(stack: 
     # stopping the cluster ends the processes the starter forked (they are reaped: no zombies)
     for pid in (scheduler, nanny, new_worker):
         assert gone(pid), (pid, status(pid))
-
-
-def user_starters(gateway_pid: int) -> list[int]:
-    """The gateway's children that are users' Dask starters (``server_starter.py --as-user``)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-                if b" --as-user " in cmdline and parent(int(entry.name)) == gateway_pid:
-                    found.append(int(entry.name))
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-    return found
 
 
 def test_built_environment_clusters_are_forked_by_a_starter_of_that_user(stack: GatewayStack) -> None:
@@ -337,13 +335,13 @@ async def test_a_starter_failure_fails_the_start_with_a_clear_message(require_ro
 def test_a_bokeh_setting_in_the_environment_gets_a_fresh_interpreter(monkeypatch) -> None:
     """Bokeh reads some of its settings at import (a fork would keep the starter's): any BOKEH_*
     variable sends the process to a new Python; without one, the child goes on."""
-    from qhub_hub.gateway import dask_preimport
-    from qhub_hub.local.server_starter import NeedsFreshInterpreter
-
     import copy
     import multiprocessing
 
     import dask.config
+
+    from qhub_hub.gateway import dask_preimport
+    from qhub_hub.local.server_starter import NeedsFreshInterpreter
 
     # what the child step changes, given back to this process afterwards
     monkeypatch.setattr(multiprocessing.current_process(), "authkey", multiprocessing.current_process().authkey)
